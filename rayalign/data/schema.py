@@ -1,0 +1,116 @@
+"""The records that flow through rayalign.
+
+Two shapes of preference data exist in this field and both are needed:
+
+* ``PreferencePair`` — a *labelled* pair (prompt, chosen, rejected), the shape TRL's
+  RewardTrainer and DPOTrainer consume.
+* ``PairwiseItem`` — an *unlabelled-or-relabelled* pair with neutral names
+  (response_a, response_b) and a label saying which one wins. RLTHF needs this shape
+  because a pair's label changes over the loop (AI label, flip, human answer) while the
+  responses stay put; "chosen" would lie about a pair whose label is being questioned.
+
+Labels are the strings ``"A"`` or ``"B"`` (``"tie"`` where a judge abstains).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Label = Literal["A", "B"]
+JudgeLabel = Literal["A", "B", "tie"]
+
+
+def stable_id(*parts: str, n: int = 16) -> str:
+    """A content hash: the same text gives the same id on every machine and run."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:n]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    id: str = ""
+    source: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreferencePair(_Record):
+    """A labelled preference: ``chosen`` is preferred over ``rejected`` for ``prompt``."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+
+    @field_validator("chosen", "rejected")
+    @classmethod
+    def _non_empty(cls, v: str) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("must be a non-empty string")
+        return v
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id:
+            self.id = stable_id(self.prompt, self.chosen, self.rejected)
+
+    def to_pairwise(self, a_is_chosen: bool) -> "PairwiseItem":
+        """Present the pair in a fixed A/B order; the true label travels in ``label``."""
+        a, b = (self.chosen, self.rejected) if a_is_chosen else (self.rejected, self.chosen)
+        return PairwiseItem(
+            id=self.id, source=self.source, meta=dict(self.meta), prompt=self.prompt,
+            response_a=a, response_b=b, label="A" if a_is_chosen else "B",
+        )
+
+
+class PairwiseItem(_Record):
+    """Two responses to one prompt in a fixed order, with an optional winner label."""
+
+    prompt: str
+    response_a: str
+    response_b: str
+    label: Label | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id:
+            self.id = stable_id(self.prompt, self.response_a, self.response_b)
+
+    def to_preference(self, label: Label | None = None) -> PreferencePair:
+        """The labelled form; ``label`` overrides the item's own (e.g. an AI or RM label)."""
+        lab = label or self.label
+        if lab not in ("A", "B"):
+            raise ValueError(f"pair {self.id!r} has no A/B label to turn into chosen/rejected")
+        chosen, rejected = (
+            (self.response_a, self.response_b) if lab == "A" else (self.response_b, self.response_a)
+        )
+        return PreferencePair(
+            id=self.id, source=self.source, meta=dict(self.meta), prompt=self.prompt,
+            chosen=chosen, rejected=rejected,
+        )
+
+
+class PromptRecord(_Record):
+    """A prompt to generate from (self-reward, AlpacaEval)."""
+
+    prompt: str
+    reference: str | None = None
+
+
+class Judgment(BaseModel):
+    """One judge verdict on one pairwise item; failures are rows too, never dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str
+    judge: str
+    label: JudgeLabel | None = None
+    score_a: float | None = None
+    score_b: float | None = None
+    rationale: str = ""
+    raw: str = ""
+    error: str | None = None
+    simulated: bool = False
