@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "rayalign.engines.commands",
     "rayalign.rewards.commands",
     "rayalign.policy.commands",
+    "rayalign.policy.align_commands",
     "rayalign.evaluation.commands",
     "rayalign.humans.commands",
     "rayalign.serve.commands",
