@@ -114,3 +114,27 @@ class Judgment(BaseModel):
     raw: str = ""
     error: str | None = None
     simulated: bool = False
+
+
+class RankedAnswer(_Record):
+    """One answer to a prompt with its human rank among sibling answers (0 = best).
+
+    WHY its own record: ranked data (OASST) is not yet a preference; pairs are built from it
+    (``rayalign.data.loaders.oasst_preference_pairs``) and the ranks stay available for
+    listwise uses.
+    """
+
+    prompt: str
+    response: str
+    rank: float
+
+
+class ResponseRecord(_Record):
+    """One generator's response to a prompt (e.g. an AlpacaEval model output).
+
+    ``id`` is the *prompt's* stable id so outputs of different generators join on it.
+    """
+
+    prompt: str
+    response: str
+    generator: str = ""
