@@ -1,0 +1,112 @@
+"""The RLTHF job's config: every knob of the loop, with the paper's defaults."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from rayalign.config import RayConfig, StrictModel
+from rayalign.feedback.simulated import SimulatedLabellerConfig
+from rayalign.rewards.embedding_head import EmbeddingHeadConfig
+from rayalign.rlthf.select import PAPER_BACKOFF_AFTER, PAPER_BACKOFF_SCHEDULE
+
+
+class DataConfig(StrictModel):
+    kind: Literal["hh", "preferences"] = "hh"
+    #: a file/dir path, or ``bundled:<name>`` for data shipped in the package.
+    path: str = "bundled:hh_rlhf_harmless"
+    limit: int | None = Field(default=None, ge=10, description="use only the first N pairs")
+    skip_bad_rows: bool = Field(default=True, description="count and report malformed rows instead of failing")
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    shards: int = Field(default=1, ge=1, description="run the loop on 1/shards of the train split")
+    shard_index: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _shard_in_range(self):
+        if self.shard_index >= self.shards:
+            raise ValueError(f"shard_index {self.shard_index} must be < shards {self.shards}")
+        return self
+
+
+class LabellerConfig(StrictModel):
+    """Who gives the AI labels: a simulation, a recorded file, or a real LLM judge."""
+
+    kind: Literal["simulated", "replay", "judge"] = "simulated"
+    simulated: SimulatedLabellerConfig = Field(default_factory=SimulatedLabellerConfig)
+    replay_path: str | None = None
+    #: a ``rayalign.feedback.config.JudgeConfig`` mapping (validated when used)
+    judge: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.kind == "replay" and not self.replay_path:
+            raise ValueError("labeller.kind 'replay' needs labeller.replay_path")
+        if self.kind == "judge" and not self.judge:
+            raise ValueError("labeller.kind 'judge' needs a labeller.judge mapping")
+        return self
+
+
+class HumanConfig(StrictModel):
+    """Who answers the selected pairs: a simulation of ground truth, or people via the queue."""
+
+    kind: Literal["simulated", "queue"] = "simulated"
+    error_rate: float = Field(default=0.0, ge=0.0, lt=0.5, description="simulated human only")
+    poll_seconds: float = Field(default=10.0, gt=0)
+    wait_timeout_s: float | None = Field(
+        default=None, description="queue only: stop (resumable) if a batch is not done in time")
+
+
+class GroundTruthConfig(StrictModel):
+    """How pairs' true labels are judged for metrics (see DESIGN.md, evaluation protocol)."""
+
+    mode: Literal["cleaned", "raw"] = "cleaned"
+    clean_fraction: float = Field(default=0.25, ge=0.0, lt=0.5)
+    folds: int = Field(default=5, ge=2)
+
+
+class RewardModelConfig(StrictModel):
+    backend: Literal["embedding_head", "lora"] = "embedding_head"
+    embedding_head: EmbeddingHeadConfig = Field(default_factory=EmbeddingHeadConfig)
+    #: a ``rayalign.rewards.lora.LoraRMConfig`` mapping (validated when used)
+    lora: dict[str, Any] | None = None
+
+
+class CurveConfig(StrictModel):
+    smooth_frac: float = Field(default=0.05, gt=0.0, lt=0.5)
+    slope_factor: float = Field(default=2.0, gt=1.0)
+
+
+class RLTHFConfig(StrictModel):
+    name: str = "rlthf"
+    run_dir: str | None = Field(default=None, description="default: runs/<name>")
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    labeller: LabellerConfig = Field(default_factory=LabellerConfig)
+    human: HumanConfig = Field(default_factory=HumanConfig)
+    ground_truth: GroundTruthConfig = Field(default_factory=GroundTruthConfig)
+    reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig)
+    curve: CurveConfig = Field(default_factory=CurveConfig)
+
+    iterations: int = Field(default=3, ge=1, le=50, description="human-annotation rounds")
+    human_budget_pct: float = Field(default=4.0, gt=0.0, le=50.0,
+                                    description="per iteration, % of the shard (paper: 4)")
+    amplification: int = Field(default=4, ge=1, le=64, description="α (paper: 4)")
+    backoff_schedule: list[float] = Field(default_factory=lambda: list(PAPER_BACKOFF_SCHEDULE))
+    backoff_after: float = Field(default=PAPER_BACKOFF_AFTER, ge=0.0, lt=1.0)
+    train_on_flips: bool = True
+    cross_fit_folds: int = Field(default=0, ge=0, description="0 = off; k ≥ 2 scores each pair with an RM not trained on it")
+
+    baselines: list[Literal["ai_only", "random", "full_human"]] = Field(
+        default_factory=lambda: ["ai_only", "random", "full_human"])
+    final_relabel: bool = True
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="after")
+    def _check(self):
+        for b in self.backoff_schedule:
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"backoff_schedule values must be in [0, 1), got {b}")
+        if self.cross_fit_folds == 1:
+            raise ValueError("cross_fit_folds must be 0 (off) or ≥ 2")
+        return self
