@@ -43,6 +43,9 @@ class GenerationResult(BaseModel):
     error: str | None = None
     latency_s: float | None = None
     attempts: int = 1
+    #: Per text: "stop", "length" (cut at max_tokens: a parser must expect a truncated
+    #: answer) or whatever the backend reports; empty where the backend does not say.
+    finish_reasons: list[str] = Field(default_factory=list)
 
 
 @runtime_checkable
