@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 
 
+class UnknownBatchError(KeyError, ValueError):
+    """A batch or item id the queue does not hold (a ValueError too, so the CLI reports it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def default_queue_path(run_dir: str | Path) -> Path:
     """Where a run keeps its annotation queue: ``<run>/humans/annotations.sqlite``."""
     return Path(run_dir).joinpath(*QUEUE_FILE)
@@ -125,7 +132,7 @@ class AnnotationQueue:
 
     def _check_batch(self, con: sqlite3.Connection, batch_id: str) -> None:
         if con.execute("SELECT 1 FROM batches WHERE batch_id=?", (batch_id,)).fetchone() is None:
-            raise KeyError(f"unknown annotation batch {batch_id!r} in {self.db_path}")
+            raise UnknownBatchError(f"unknown annotation batch {batch_id!r} in {self.db_path}")
 
     # -- writing -------------------------------------------------------------------------
     def enqueue(self, batch_id: str, items: list[PairwiseItem],
@@ -214,7 +221,7 @@ class AnnotationQueue:
             row = con.execute("SELECT * FROM items WHERE batch_id=? AND item_id=?",
                               (batch_id, item_id)).fetchone()
             if row is None:
-                raise KeyError(f"item {item_id!r} is not in annotation batch {batch_id!r}")
+                raise UnknownBatchError(f"item {item_id!r} is not in annotation batch {batch_id!r}")
             con.execute(
                 "INSERT INTO answers(batch_id, item_id, annotator, label, comment, seconds,"
                 " source, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

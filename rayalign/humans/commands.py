@@ -1,0 +1,152 @@
+"""``rayalign annotate ...``: serve the annotation page, export/import batches, show status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rayalign.data.schema import PairwiseItem
+from rayalign.humans.queue import AnnotationQueue, default_queue_path
+
+FORMATS = ("label-studio", "argilla")
+
+
+def _queue(run: str, must_exist: bool = True) -> AnnotationQueue:
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    path = default_queue_path(run_dir)
+    if must_exist and not path.exists():
+        raise FileNotFoundError(f"{run_dir} has no annotation queue yet ({path}); it is created "
+                                "when an RLTHF run with `--human queue` reaches its human step")
+    return AnnotationQueue(path)
+
+
+def _print_status(q: AnnotationQueue) -> None:
+    rows = q.status()
+    if not rows:
+        print("no batches in the queue yet")
+        return
+    print(f"{'batch':<24} {'answered':>10} {'A':>5} {'B':>5} {'tie':>5} {'skip':>5} "
+          f"{'agree w/ AI':>12}  complete")
+    for s in rows:
+        c = s["counts"]
+        agree = "-" if s["agreement_with_ai"] is None else f"{100 * s['agreement_with_ai']:.1f}%"
+        print(f"{s['batch_id']:<24} {s['answered']:>4} / {s['total']:<3} {c['A']:>5} {c['B']:>5} "
+              f"{c['tie']:>5} {c['skip']:>5} {agree:>12}  {'yes' if s['complete'] else 'no'}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _print_status(_queue(args.run))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rayalign.humans.exchange import export_argilla, export_label_studio
+
+    q = _queue(args.run)
+    rows = q.items(args.batch, with_ai=True)
+    items = [PairwiseItem(id=r["id"], prompt=r["prompt"], response_a=r["response_a"],
+                          response_b=r["response_b"], meta=r["meta"]) for r in rows]
+    ai = {r["id"]: r["ai_label"] for r in rows if r["ai_label"]}
+    if args.format == "label-studio":
+        tasks, cfg = export_label_studio(
+            items, ai, args.out, rationales={r["id"]: r["rationale"] for r in rows
+                                             if r["rationale"]},
+            batch_id=args.batch, include_predictions=args.with_ai)
+        print(f"wrote {len(items)} Label Studio tasks to {tasks} and the labelling config to {cfg}")
+    else:
+        out = export_argilla(items, args.out, ai_labels=ai if args.with_ai else None,
+                             question=args.question, batch_id=args.batch)
+        print(f"wrote {len(items)} Argilla records ({args.question} question) to {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rayalign.humans.exchange import import_argilla, import_label_studio
+
+    q = _queue(args.run)
+    reader = import_label_studio if args.format == "label-studio" else import_argilla
+    rows = reader(args.file)
+    n = q.import_labels(args.batch, rows, source=args.format)
+    print(f"imported {n} answers into batch {args.batch!r}")
+    _print_status(q)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ray import serve
+
+    from rayalign.config import RayConfig
+    from rayalign.ray_utils import init_ray
+    from rayalign.serve.annotate_app import TOKEN_ENV, resolve_token, start_annotation_server
+
+    q = _queue(args.run, must_exist=False)
+    token, generated = resolve_token(args.token)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host}: the page is reachable from other machines; "
+              "only the token protects it (put it behind TLS)", file=sys.stderr)
+    init_ray(RayConfig())
+    base = start_annotation_server(q.db_path, token, host=args.host, port=args.port)
+    if generated:
+        print(f"annotation page: {base}/?token={token}")
+        print(f"(token generated for this session; set {TOKEN_ENV} to reuse one)")
+    else:
+        print(f"annotation page: {base}/?token=<your token>")
+    print(f"reviewer view:   {base}/review")
+    _print_status(q)
+    print("Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(args.poll)
+            if args.exit_when_complete:
+                st = q.status()
+                if st and all(s["complete"] for s in st):
+                    print("every batch is complete")
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.delete("annotate")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("annotate", help="human annotation: page, export/import, status")
+    sub = p.add_subparsers(dest="annotate_command", metavar="<action>")
+    p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
+
+    s = sub.add_parser("serve", help="serve the annotation page and JSON API (Ray Serve)")
+    s.add_argument("--run", required=True, help="run directory whose queue to serve")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8300)
+    s.add_argument("--token", default=None,
+                   help="access token (default: $RAYALIGN_ANNOTATE_TOKEN, else generated)")
+    s.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
+    s.add_argument("--exit-when-complete", action="store_true",
+                   help="stop once every batch in the queue is complete")
+    s.set_defaults(func=cmd_serve)
+
+    e = sub.add_parser("export", help="export a batch for Label Studio or Argilla")
+    e.add_argument("--run", required=True)
+    e.add_argument("--batch", required=True)
+    e.add_argument("--format", choices=FORMATS, required=True)
+    e.add_argument("--out", required=True, help="output JSON file")
+    e.add_argument("--question", choices=("label", "ranking"), default="label",
+                   help="Argilla question type (label A/B/tie, or a ranking of A and B)")
+    e.add_argument("--with-ai", action="store_true",
+                   help="pre-fill the AI label (anchors annotators; off by default)")
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("import", help="import answers made in Label Studio or Argilla")
+    i.add_argument("--run", required=True)
+    i.add_argument("--batch", required=True)
+    i.add_argument("--format", choices=FORMATS, required=True)
+    i.add_argument("file", help="the tool's JSON export")
+    i.set_defaults(func=cmd_import)
+
+    t = sub.add_parser("status", help="progress of every batch in a run's queue")
+    t.add_argument("--run", required=True)
+    t.set_defaults(func=cmd_status)

@@ -1,0 +1,227 @@
+"""The annotation web page and its JSON API, served by Ray Serve.
+
+People label the pairs the RLTHF loop selected: the page shows the prompt, the two
+responses side by side and, only *after* the person answers (or on the reviewer view), the
+AI label and rationale, so the human label stays independent of the AI's. Answers go
+straight into the run's ``AnnotationQueue`` (sqlite), which the RLTHF driver polls.
+
+Security: every route (page, API, and any unknown path) needs the token, compared in
+constant time; the page takes it once from ``?token=`` and then sends it as a bearer
+header from ``sessionStorage``; the server binds 127.0.0.1 unless told otherwise. All text
+reaches the DOM through ``textContent`` (HH-RLHF holds HTML-like and offensive text), and a
+nonce-based Content-Security-Policy forbids any other script.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from ray import serve
+
+from rayalign.humans.queue import ANSWERS, AnnotationQueue
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "RAYALIGN_ANNOTATE_TOKEN"
+APP_NAME = "annotate"
+PAGE_PATHS = ("/", "/review")
+
+
+class Submit(BaseModel):
+    """One answer from the page (module level: FastAPI resolves body models by name)."""
+
+    batch_id: str = Field(min_length=1)
+    item_id: str = Field(min_length=1)
+    label: str
+    annotator: str = Field(min_length=1, max_length=100)
+    comment: str | None = Field(default=None, max_length=5000)
+    seconds: float | None = Field(default=None, ge=0)
+
+
+def resolve_token(token: str | None) -> tuple[str, bool]:
+    """The token from the argument or ``RAYALIGN_ANNOTATE_TOKEN``; else a fresh one.
+
+    Returns ``(token, generated)`` so the caller prints a generated token exactly once.
+    """
+    tok = token or os.environ.get(TOKEN_ENV)
+    if tok:
+        if len(tok) < 16:
+            raise ValueError(f"the annotation token must be at least 16 characters "
+                             f"(from --token or {TOKEN_ENV})")
+        return tok, False
+    return secrets.token_urlsafe(24), True
+
+
+def _static(name: str) -> str:
+    return resources.files("rayalign.serve").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def render_page(nonce: str) -> str:
+    """The page with its CSS and JS inlined (one request; the token guards it too)."""
+    html = _static("annotate.html")
+    return (html.replace("{{CSS}}", _static("annotate.css"))
+                .replace("{{JS}}", _static("annotate.js"))
+                .replace("{{NONCE}}", nonce))
+
+
+def _request_token(request: Any, allow_query: bool) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    tok = request.headers.get("x-annotate-token")
+    if tok:
+        return tok
+    if allow_query:
+        return request.query_params.get("token", "")
+    return ""
+
+
+def build_app(db_path: str | Path, token: str, title: str = "rayalign annotation"):
+    """The FastAPI app (used by the Serve deployment, and directly by unit tests)."""
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    if not token:
+        raise ValueError("an annotation token is required")
+    queue = AnnotationQueue(db_path)
+    # No /docs or /openapi.json: they would be routes outside the token check's purpose.
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    expected = token.encode("utf-8")
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        path = request.url.path
+        root = request.scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"
+        got = _request_token(request, allow_query=path in PAGE_PATHS)
+        if not hmac.compare_digest(got.encode("utf-8"), expected):
+            return JSONResponse({"error": "missing or wrong annotation token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"  # the page URL may hold the token
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    def overall() -> dict[str, Any]:
+        batches = queue.status()
+        return {"batches": batches, "total": sum(b["total"] for b in batches),
+                "answered": sum(b["answered"] for b in batches)}
+
+    def page() -> HTMLResponse:
+        nonce = secrets.token_urlsafe(16)
+        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+               "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+               "frame-ancestors 'none'")
+        return HTMLResponse(render_page(nonce), headers={"Content-Security-Policy": csp})
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return page()
+
+    @app.get("/review", response_class=HTMLResponse)
+    def review_page() -> HTMLResponse:
+        return page()
+
+    @app.get("/api/next")
+    def next_item(annotator: str, batch: str | None = None) -> dict[str, Any]:
+        items = queue.claim(annotator, 1, batch_id=batch or None)
+        return {"item": items[0] if items else None, "status": overall()}
+
+    @app.post("/api/submit")
+    def submit(body: Submit) -> dict[str, Any]:
+        if body.label not in ANSWERS:
+            raise HTTPException(422, f"label must be one of {list(ANSWERS)}")
+        try:
+            item = queue.submit(body.item_id, body.batch_id, body.label, body.annotator,
+                                comment=body.comment or None, seconds=body.seconds)
+        except KeyError as err:
+            raise HTTPException(404, str(err.args[0])) from None
+        agree = (body.label == item["ai_label"]) if body.label in ("A", "B") and \
+            item["ai_label"] in ("A", "B") else None
+        return {"ok": True, "id": item["id"], "batch_id": item["batch_id"],
+                "label": body.label, "ai_label": item["ai_label"],
+                "rationale": item["rationale"], "agree_with_ai": agree, "status": overall()}
+
+    @app.get("/api/status")
+    def status() -> dict[str, Any]:
+        return overall()
+
+    @app.get("/api/review")
+    def review(batch: str | None = None) -> dict[str, Any]:
+        batch_ids = [batch] if batch else queue.batches()
+        rows = []
+        for b in batch_ids:
+            try:
+                items = {it["id"]: it for it in queue.items(b, with_ai=True)}
+            except KeyError as err:
+                raise HTTPException(404, str(err.args[0])) from None
+            for a in queue.answers(b):
+                it = items[a["item_id"]]
+                agree = (a["label"] == it["ai_label"]) if a["label"] in ("A", "B") and \
+                    it["ai_label"] in ("A", "B") else None
+                rows.append({"batch_id": b, "id": a["item_id"], "prompt": it["prompt"],
+                             "response_a": it["response_a"], "response_b": it["response_b"],
+                             "label": a["label"], "ai_label": it["ai_label"],
+                             "rationale": it["rationale"], "agree_with_ai": agree,
+                             "annotator": a["annotator"], "comment": a["comment"],
+                             "seconds": a["seconds"], "source": a["source"]})
+        compared = [r for r in rows if r["agree_with_ai"] is not None]
+        return {"rows": rows, "compared": len(compared),
+                "agreement_with_ai": (sum(r["agree_with_ai"] for r in compared) / len(compared))
+                if compared else None, "status": overall()}
+
+    return app
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class AnnotateServer:
+    """Ray Serve ingress for the page and API; one replica is plenty for people clicking."""
+
+    def __init__(self, db_path: str, token: str):
+        self._db_path = db_path
+        self._token = token
+
+    def __serve_build_asgi_app__(self):
+        return build_app(self._db_path, self._token)
+
+
+def serve_url() -> str:
+    """The base URL of the running Serve HTTP proxy (whatever host/port it was started on)."""
+    from ray.serve.context import _get_global_client
+
+    cfg = _get_global_client().http_config
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "127.0.0.1", "localhost") else cfg.host
+    return f"http://{host}:{cfg.port}"
+
+
+def start_annotation_server(db_path: str | Path, token: str, host: str = "127.0.0.1",
+                            port: int = 8300, route_prefix: str = "/") -> str:
+    """Deploy the app on the current Ray cluster; returns the base URL of the page.
+
+    Serve's HTTP proxy is shared by every app on the cluster: if Serve already runs (e.g.
+    the RM endpoint), the page joins it on that host/port instead.
+    """
+    from ray.serve.context import _get_global_client
+
+    try:
+        _get_global_client()
+        already = True
+    except Exception:
+        already = False
+    if not already:
+        serve.start(http_options={"host": host, "port": int(port)})
+    serve.run(AnnotateServer.bind(str(Path(db_path).resolve()), token), name=APP_NAME,
+              route_prefix=route_prefix, blocking=False)
+    base = serve_url()
+    return base + (route_prefix.rstrip("/") if route_prefix != "/" else "")
