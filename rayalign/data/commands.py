@@ -1,0 +1,123 @@
+"""``rayalign data inspect <path>``: what a data file holds before a job spends time on it.
+
+Shows the detected kind, row and record counts, the raw fields with their types, a few
+records (text truncated) and every bad row with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+from rayalign.data.errors import DataError
+
+
+def _truncate(s: Any, n: int) -> str:
+    s = s if isinstance(s, str) else json.dumps(s, ensure_ascii=False)
+    s = s.replace("\n", "⏎ ")
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def raw_field_types(path: str, limit: int | None = None) -> dict[str, Counter]:
+    """Field name -> Counter of JSON type names over the file's rows (bad JSON rows ignored)."""
+    from rayalign.data.loaders import iter_table_rows
+
+    types: dict[str, Counter] = defaultdict(Counter)
+    for i, (_row, _line, obj) in enumerate(iter_table_rows(path)):
+        if limit is not None and i >= limit:
+            break
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                types[k][type(v).__name__ if v is not None else "null"] += 1
+    return dict(types)
+
+
+def inspect_data(path: str, kind: str = "auto", skip_bad_rows: bool = False) -> dict[str, Any]:
+    """Load ``path`` and return a JSON-able summary (used by the CLI and by tests)."""
+    from rayalign.data.loaders import detect_kind, load_any
+
+    kind = detect_kind(path) if kind == "auto" else kind
+    records = load_any(path, kind, skip_bad_rows=skip_bad_rows)
+    rep = records.report
+    return {
+        "path": str(path), "kind": kind, "rows_read": rep.rows_read, "records": len(records),
+        "skipped": rep.skipped, "notes": rep.notes,
+        "bad_rows": [str(b) for b in rep.bad_rows],
+        "fields": {k: dict(v) for k, v in raw_field_types(path).items()},
+        "record_type": type(records[0]).__name__ if records else None,
+        "records_list": records,
+    }
+
+
+def _print(summary: dict[str, Any], sample: int, width: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    head = Table(title=f"{summary['path']}", show_header=False)
+    head.add_row("kind", summary["kind"])
+    head.add_row("rows read", str(summary["rows_read"]))
+    head.add_row(f"records ({summary['record_type']})", str(summary["records"]))
+    head.add_row("bad rows skipped", str(summary["skipped"]))
+    for k, v in sorted(summary["notes"].items()):
+        head.add_row(f"note: {k}", str(v))
+    con.print(head)
+
+    fields = Table(title="raw fields")
+    fields.add_column("field")
+    fields.add_column("types (rows)")
+    for k, v in summary["fields"].items():
+        fields.add_row(k, ", ".join(f"{t}: {n}" for t, n in v.items()))
+    con.print(fields)
+
+    recs = summary["records_list"][:sample]
+    if recs:
+        cols = [c for c in recs[0].model_dump() if c not in ("meta",)]
+        t = Table(title=f"sample ({len(recs)} of {summary['records']})")
+        for c in cols:
+            t.add_column(c, overflow="fold", max_width=width)
+        for r in recs:
+            d = r.model_dump()
+            t.add_row(*[_truncate(d[c], width) if d[c] is not None else "" for c in cols])
+        con.print(t)
+
+    if summary["bad_rows"]:
+        bad = Table(title="bad rows")
+        bad.add_column("where / why")
+        for b in summary["bad_rows"]:
+            bad.add_row(b)
+        con.print(bad)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    try:
+        summary = inspect_data(args.path, args.kind, args.skip_bad_rows)
+    except DataError as e:
+        hint = "" if args.skip_bad_rows else " (rerun with --skip-bad-rows to count and list all bad rows)"
+        raise DataError(e.path, e.reason + hint, row=e.row, line=e.line, field=e.field) from None
+    if args.json:
+        out = {k: v for k, v in summary.items() if k != "records_list"}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        _print(summary, args.sample, args.width)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from rayalign.data.loaders import KINDS
+
+    data = subparsers.add_parser("data", help="inspect preference data files")
+    dsub = data.add_subparsers(dest="data_command", metavar="<data command>")
+    data.set_defaults(func=lambda a: (data.print_help(), 0)[1])
+    p = dsub.add_parser("inspect", help="counts, fields, a sample and bad rows of a data file")
+    p.add_argument("path", help="JSONL(.gz) / JSON / Parquet file or a saved HF dataset directory")
+    p.add_argument("--kind", default="auto", choices=("auto",) + KINDS,
+                   help="data format (default: detected from the first row)")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="skip malformed rows and list them instead of stopping at the first")
+    p.add_argument("--sample", type=int, default=3, help="records to show (default 3)")
+    p.add_argument("--width", type=int, default=60, help="characters per text cell (default 60)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_inspect)
