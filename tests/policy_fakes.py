@@ -18,6 +18,10 @@ from pathlib import Path
 
 from rayalign.engines.base import GenerationRequest, GenerationResult
 
+_TOPICS = ["Explain how tides work", "Write a haiku about winter mornings",
+           "List three uses of baking soda", "Why do cats purr so often", "Describe a sunny beach day",
+           "Give tips to learn the guitar", "Summarise the plot of Hamlet", "Compare trains and planes",
+           "Suggest a name for a bakery", "What causes thunder during storms"]
 _MARK = re.compile(r"\[s=([0-5x])\]")
 
 
@@ -51,7 +55,8 @@ class ScriptedEngine:
                     t = self.synth.pop(0) if self.synth else ""
                 else:
                     self._k += 1
-                    t = f"Task: Describe interesting fact number {self._k} about {self.name} planets"
+                    w = _TOPICS[self._k % len(_TOPICS)]
+                    t = f"Task: {w} ({self.name} round {self._k // len(_TOPICS)})"
                 out.append(GenerationResult(id=r.id, texts=[t]))
             elif "<response>" in text:
                 self._count("judge")
