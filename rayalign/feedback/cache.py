@@ -1,0 +1,127 @@
+"""A sqlite cache of judgments: rerunning or resuming a labelling job never pays twice.
+
+Key = sha256(judge spec + template identity + input content). The judge spec names the
+model and everything that changes its answer (template hash, both-order flag, sampling
+params), never an endpoint or a key, so moving to another server keeps the cache valid.
+
+Concurrency: many Ray actors (possibly on several nodes sharing a filesystem that supports
+locks) write the same file. Each process opens its own connection (a ``JudgmentCache`` is
+never pickled across processes: it reopens lazily after unpickling); WAL mode lets readers
+run beside a writer; ``busy_timeout`` makes writers wait for each other instead of failing;
+``INSERT OR REPLACE`` makes concurrent writes of the same key harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from rayalign.data.schema import Judgment
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS judgments (
+    key TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    judge TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_key(judge_spec: str, *parts: str) -> str:
+    """sha256 over the judge spec and the input's content (NUL-separated, unambiguous)."""
+    h = hashlib.sha256()
+    for p in (judge_spec, *parts):
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+class JudgmentCache:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    def _db(self) -> sqlite3.Connection:
+        # One connection per process: a forked or unpickled copy opens its own.
+        if self._conn is None or self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
+                                   isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(_SCHEMA)
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Judgment]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, Judgment] = {}
+        with self._lock:
+            db = self._db()
+            for i in range(0, len(keys), 500):  # stay under sqlite's variable limit
+                chunk = keys[i:i + 500]
+                q = f"SELECT key, payload FROM judgments WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, payload in db.execute(q, chunk):
+                    out[k] = Judgment.model_validate_json(payload)
+        return out
+
+    def get(self, key: str) -> Judgment | None:
+        return self.get_many([key]).get(key)
+
+    def put_many(self, rows: Iterable[tuple[str, Judgment]]) -> int:
+        data = [(k, j.item_id, j.judge, j.model_dump_json(), time.time()) for k, j in rows]
+        if not data:
+            return 0
+        with self._lock:
+            db = self._db()
+            for attempt in range(5):
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany("INSERT OR REPLACE INTO judgments VALUES (?,?,?,?,?)", data)
+                    db.execute("COMMIT")
+                    break
+                except sqlite3.OperationalError:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.OperationalError:
+                        pass
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+        return len(data)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db().execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db().execute("SELECT judge, COUNT(*) FROM judgments GROUP BY judge").fetchall()
+        return {j: n for j, n in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+def judgment_to_json(j: Judgment) -> str:
+    return json.dumps(j.model_dump(), ensure_ascii=False)

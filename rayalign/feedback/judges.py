@@ -1,0 +1,210 @@
+"""LLM judges: turn an engine's text into ``Judgment`` rows, one per input, never fewer.
+
+* ``PairwiseJudge`` asks "A or B?" with a pairwise template. With ``both_orders`` it asks a
+  second time with the responses swapped and keeps the label only when both answers agree;
+  a disagreement is a position-biased (or unsure) verdict and becomes ``"tie"``.
+  ``score_a``/``score_b`` hold the share of orders that preferred each response.
+* ``RubricJudge`` scores single responses 0-5 with the additive rubric (self-reward,
+  teacher reward); on pairs it scores both and prefers the higher (equal = tie).
+
+A reply the parser cannot read is re-asked up to ``parse_retries`` times; after that the
+row carries ``error`` and the raw text. A request the engine could not complete (after its
+own retries) is a row with ``error`` too. Nothing raises for a bad record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from rayalign.data.schema import Judgment, PairwiseItem
+from rayalign.engines.base import Engine, GenerationRequest, SamplingParams
+from rayalign.feedback.cache import cache_key
+from rayalign.feedback.parsers import PairVerdict, ParseError, ScoreVerdict
+from rayalign.feedback.templates import (
+    ADDITIVE_RUBRIC, RLTHF_PAIRWISE, JudgeTemplate, Messages, PromptOptions,
+)
+
+#: Judges answer briefly and deterministically unless a config says otherwise.
+DEFAULT_JUDGE_PARAMS = SamplingParams(max_tokens=256, temperature=0.0)
+SWAP_SEPARATOR = "\n----- responses swapped -----\n"
+
+
+class ScoreItem(BaseModel):
+    """One response to grade on its own (rubric judges)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    prompt: str
+    response: str
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """What the labelling pipeline needs from any judge (LLM, simulated, replay)."""
+
+    #: Shown in every Judgment row ("simulated..." for simulations).
+    name: str
+    #: Identity for the cache: everything that changes verdicts, nothing operational.
+    spec: str
+
+    def judge(self, items: list[PairwiseItem]) -> list[Judgment]: ...
+
+
+def pair_cache_key(spec: str, item: PairwiseItem) -> str:
+    """The cache key of a pair under a judge: its content, not its id (same text, same verdict)."""
+    return cache_key(spec, item.prompt, item.response_a, item.response_b)
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Outcome:
+    verdict: PairVerdict | ScoreVerdict | None = None
+    raw: str = ""
+    error: str | None = None
+
+
+def _ask(engine: Engine, template: JudgeTemplate, prompts: dict[str, Messages],
+         params: SamplingParams, parse_retries: int) -> dict[str, _Outcome]:
+    """Send every prompt; re-ask the ones whose answer does not parse; never raise."""
+    out: dict[str, _Outcome] = {}
+    pending = list(prompts)
+    for attempt in range(parse_retries + 1):
+        if not pending:
+            break
+        p = params if params.seed is None else params.model_copy(update={"seed": params.seed + attempt})
+        results = engine.generate([GenerationRequest(id=rid, messages=prompts[rid], params=p)
+                                   for rid in pending])
+        by_id = {r.id: r for r in results}
+        retry: list[str] = []
+        for rid in pending:
+            res = by_id.get(rid)
+            if res is None:
+                out[rid] = _Outcome(error="engine returned no result for this request")
+                continue
+            if res.error is not None or not res.texts:
+                out[rid] = _Outcome(error=f"request failed: {res.error or 'no text returned'}")
+                continue
+            text = res.texts[0]
+            truncated = bool(res.finish_reasons) and res.finish_reasons[0] == "length"
+            try:
+                out[rid] = _Outcome(verdict=template.parse(text, truncated=truncated), raw=text)
+            except ParseError as err:
+                out[rid] = _Outcome(raw=err.raw,
+                                    error=f"parse error after {attempt + 1} attempt(s): {err}")
+                retry.append(rid)
+        pending = retry
+    return out
+
+
+class PairwiseJudge:
+    def __init__(self, engine: Engine, template: JudgeTemplate = RLTHF_PAIRWISE,
+                 both_orders: bool = True, options: PromptOptions | None = None,
+                 params: SamplingParams | None = None, parse_retries: int = 2,
+                 name: str | None = None, spec: str | None = None):
+        if template.kind != "pairwise":
+            raise ValueError(f"PairwiseJudge needs a pairwise template, got {template.name}")
+        self.engine = engine
+        self.template = template
+        self.both_orders = both_orders
+        self.options = options or PromptOptions()
+        self.params = params or DEFAULT_JUDGE_PARAMS
+        self.parse_retries = parse_retries
+        self.name = name or f"{engine.spec}/{template.name}{'/both-orders' if both_orders else ''}"
+        self.spec = spec or "|".join([
+            "pairwise", engine.spec, template.ident, f"both={both_orders}",
+            f"opts={_digest(self.options.model_dump())}", f"params={_digest(self.params.model_dump())}",
+        ])
+
+    def cache_key(self, item: PairwiseItem) -> str:
+        return pair_cache_key(self.spec, item)
+
+    def judge(self, items: list[PairwiseItem]) -> list[Judgment]:
+        prompts: dict[str, Messages] = {}
+        for i, it in enumerate(items):
+            prompts[f"{i}:ab"] = self.template.render_pairwise(it.prompt, it.response_a, it.response_b, self.options)
+            if self.both_orders:
+                prompts[f"{i}:ba"] = self.template.render_pairwise(it.prompt, it.response_b, it.response_a, self.options)
+        got = _ask(self.engine, self.template, prompts, self.params, self.parse_retries)
+        return [self._combine(it, got[f"{i}:ab"], got.get(f"{i}:ba")) for i, it in enumerate(items)]
+
+    def _combine(self, item: PairwiseItem, ab: _Outcome, ba: _Outcome | None) -> Judgment:
+        outcomes = [ab] + ([ba] if ba is not None else [])
+        raw = SWAP_SEPARATOR.join(o.raw for o in outcomes)
+        errors = [o.error for o in outcomes if o.error]
+        if errors:
+            return Judgment(item_id=item.id, judge=self.name, raw=raw, error="; ".join(errors))
+        votes = [ab.verdict.label]  # type: ignore[union-attr]
+        rationale = ab.verdict.rationale  # type: ignore[union-attr]
+        if ba is not None:
+            # In the swapped prompt "A" is our response_b: map it back.
+            votes.append("B" if ba.verdict.label == "A" else "A")  # type: ignore[union-attr]
+            if ba.verdict.rationale:  # type: ignore[union-attr]
+                rationale = f"{rationale}{SWAP_SEPARATOR}{ba.verdict.rationale}"  # type: ignore[union-attr]
+        label = votes[0] if len(set(votes)) == 1 else "tie"
+        return Judgment(item_id=item.id, judge=self.name, label=label,
+                        score_a=votes.count("A") / len(votes), score_b=votes.count("B") / len(votes),
+                        rationale=rationale, raw=raw)
+
+
+class RubricJudge:
+    def __init__(self, engine: Engine, template: JudgeTemplate = ADDITIVE_RUBRIC,
+                 params: SamplingParams | None = None, parse_retries: int = 2,
+                 name: str | None = None, spec: str | None = None):
+        if template.kind != "score":
+            raise ValueError(f"RubricJudge needs a scoring template, got {template.name}")
+        self.engine = engine
+        self.template = template
+        self.params = params or DEFAULT_JUDGE_PARAMS
+        self.parse_retries = parse_retries
+        self.name = name or f"{engine.spec}/{template.name}"
+        self.spec = spec or "|".join(["rubric", engine.spec, template.ident,
+                                      f"params={_digest(self.params.model_dump())}"])
+
+    def cache_key(self, item: PairwiseItem | ScoreItem) -> str:
+        if isinstance(item, ScoreItem):
+            return cache_key(self.spec, "score", item.prompt, item.response)
+        return pair_cache_key(self.spec, item)
+
+    def score(self, items: list[ScoreItem]) -> list[Judgment]:
+        """One Judgment per response: ``score_a`` is its 0-5 score (None on error)."""
+        prompts = {f"{i}": self.template.render_score(it.prompt, it.response) for i, it in enumerate(items)}
+        got = _ask(self.engine, self.template, prompts, self.params, self.parse_retries)
+        out = []
+        for i, it in enumerate(items):
+            o = got[f"{i}"]
+            if o.error:
+                out.append(Judgment(item_id=it.id, judge=self.name, raw=o.raw, error=o.error))
+            else:
+                out.append(Judgment(item_id=it.id, judge=self.name, score_a=o.verdict.score,  # type: ignore[union-attr]
+                                    rationale=o.verdict.rationale, raw=o.raw))  # type: ignore[union-attr]
+        return out
+
+    def judge(self, items: list[PairwiseItem]) -> list[Judgment]:
+        """Score both responses of each pair; the higher score wins, equal scores tie."""
+        flat: list[ScoreItem] = []
+        for it in items:
+            flat += [ScoreItem(id=f"{it.id}:a", prompt=it.prompt, response=it.response_a),
+                     ScoreItem(id=f"{it.id}:b", prompt=it.prompt, response=it.response_b)]
+        scored = self.score(flat)
+        out = []
+        for k, it in enumerate(items):
+            ja, jb = scored[2 * k], scored[2 * k + 1]
+            raw = SWAP_SEPARATOR.join([ja.raw, jb.raw])
+            errors = [e for e in (ja.error, jb.error) if e]
+            if errors:
+                out.append(Judgment(item_id=it.id, judge=self.name, raw=raw, error="; ".join(errors)))
+                continue
+            sa, sb = ja.score_a, jb.score_a
+            label = "A" if sa > sb else "B" if sb > sa else "tie"  # type: ignore[operator]
+            out.append(Judgment(item_id=it.id, judge=self.name, label=label, score_a=sa, score_b=sb,
+                                rationale=SWAP_SEPARATOR.join([ja.rationale, jb.rationale]), raw=raw))
+        return out
