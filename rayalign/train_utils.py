@@ -1,0 +1,272 @@
+"""Glue between TRL trainers and Ray Train, shared by the RM, SFT and DPO jobs.
+
+The pattern (Ray's documented one for Hugging Face trainers):
+
+* the driver builds a ``TorchTrainer`` whose ``RunConfig.storage_path`` is inside the job's
+  output directory, with a ``FailureConfig``: a dead worker restarts the whole worker group
+  and every worker resumes from the latest reported checkpoint;
+* each worker builds a TRL trainer with ``RayTrainReportCallback`` (every HF checkpoint is
+  reported to Ray Train) and resumes from ``ray.train.get_checkpoint()`` when there is one —
+  which is also what happens when a killed *job* is simply rerun with the same output dir;
+* at the end every worker calls ``trainer.save_model`` (DeepSpeed ZeRO-3 needs all ranks to
+  gather weights), rank 0 turns it into a plain ``from_pretrained`` directory (LoRA merged)
+  and reports it as the final checkpoint; the driver copies it to ``output_dir/model``.
+
+Nothing here is a trainer: TRL trains, Ray schedules, restarts and persists.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from rayalign.config import RayConfig
+from rayalign.policy.train_config import LoraSettings, TrainHyper, TrainScaling
+
+log = logging.getLogger(__name__)
+
+FINAL_MARKER = "rayalign_final.json"
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# driver side
+# ---------------------------------------------------------------------------------------
+
+def gradient_accumulation(hyper: TrainHyper, num_workers: int) -> int:
+    """Accumulation steps so that per-device batch x workers x steps ~= effective batch."""
+    per_step = hyper.per_device_batch_size * num_workers
+    return max(1, math.ceil(hyper.effective_batch_size / per_step))
+
+
+def deepspeed_config(stage: int | None) -> dict[str, Any] | None:
+    """A ZeRO-2/3 config with every size left to the HF integration ("auto")."""
+    if stage is None:
+        return None
+    zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
+    if stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "zero_optimization": zero,
+        "train_micro_batch_size_per_gpu": "auto",
+        "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+    }
+
+
+def check_deepspeed_available(stage: int | None) -> None:
+    if stage is None:
+        return
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"scaling.deepspeed: {stage} needs the optional `deepspeed` package "
+            "(pip install 'rayalign[gpu]' or DS_BUILD_OPS=0 pip install deepspeed)") from None
+
+
+def base_training_args(hyper: TrainHyper, scaling: TrainScaling) -> dict[str, Any]:
+    """Keyword arguments every TRL *Config gets (RewardConfig, SFTConfig, DPOConfig)."""
+    use_bf16 = bool(hyper.bf16) if hyper.bf16 != "auto" else scaling.use_gpu
+    return {
+        "per_device_train_batch_size": hyper.per_device_batch_size,
+        "per_device_eval_batch_size": hyper.per_device_batch_size,
+        "gradient_accumulation_steps": gradient_accumulation(hyper, scaling.num_workers),
+        "learning_rate": hyper.learning_rate,
+        "num_train_epochs": hyper.num_epochs,
+        "warmup_steps": hyper.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+        "lr_scheduler_type": hyper.lr_scheduler_type,
+        "weight_decay": hyper.weight_decay,
+        "logging_steps": hyper.logging_steps,
+        "save_strategy": "steps" if hyper.checkpoint_every_steps else "epoch",
+        "save_steps": hyper.checkpoint_every_steps or 500,
+        "save_total_limit": 1,  # Ray Train keeps its own copies of reported checkpoints
+        "report_to": "none",
+        "seed": hyper.seed,
+        "use_cpu": not scaling.use_gpu,
+        "bf16": use_bf16,
+        "gradient_checkpointing": hyper.gradient_checkpointing,
+        "deepspeed": deepspeed_config(scaling.deepspeed),
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,
+    }
+
+
+def lora_kwargs(lora: LoraSettings | None) -> dict[str, Any] | None:
+    """Plain-dict LoRA settings for the worker (PEFT objects are built where they are used)."""
+    return None if lora is None else lora.model_dump()
+
+
+def run_torch_trainer(train_fn: Callable[[dict], None], loop_config: dict[str, Any],
+                      scaling: TrainScaling, output_dir: Path, name: str = "train",
+                      ray_cfg: RayConfig | None = None):
+    """Run ``train_fn`` on ``scaling.num_workers`` Ray Train workers; return the Result.
+
+    Checkpoints go to ``<storage>/<name>``; rerunning with the same ``output_dir`` picks up
+    the latest checkpoint (Ray Train restores a run from its storage path and name).
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from rayalign.ray_utils import init_ray
+
+    check_deepspeed_available(scaling.deepspeed)
+    init_ray(ray_cfg)
+    storage = scaling.storage_path or str((Path(output_dir) / "ray_train").resolve())
+    trainer = TorchTrainer(
+        train_loop_per_worker=train_fn,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+            resources_per_worker=scaling.resources_per_worker),
+        run_config=RunConfig(
+            name=name, storage_path=storage,
+            failure_config=FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+    return trainer.fit()
+
+
+def export_final_model(result, dest: Path) -> Path:
+    """Copy the final model reported by rank 0 out of Ray storage into ``dest`` (atomically)."""
+    ckpt = result.checkpoint
+    if ckpt is None:
+        raise RuntimeError(f"training finished without a final checkpoint (error: {result.error})")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.export."))
+    try:
+        with ckpt.as_directory() as d:
+            src = Path(d) / "final"
+            if not (src / FINAL_MARKER).is_file():
+                raise RuntimeError(f"the last checkpoint {ckpt.path} holds no final model")
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def is_final_model(path: Path) -> bool:
+    return (Path(path) / FINAL_MARKER).is_file()
+
+
+# ---------------------------------------------------------------------------------------
+# worker side
+# ---------------------------------------------------------------------------------------
+
+def worker_setup() -> tuple[int, int]:
+    """Offline env + thread count for a training worker; returns (rank, world size)."""
+    import ray.train
+
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size()
+
+
+def resume_checkpoint_dir() -> tuple[Any, str | None, Path | None]:
+    """Latest Ray Train checkpoint: (holder, HF checkpoint path, final-model checkpoint dir).
+
+    The holder keeps a downloaded checkpoint alive while the trainer reads it (call
+    ``holder.__exit__`` when done). A *final* checkpoint means an earlier attempt finished
+    training and only the export was lost: the worker re-reports it instead of training.
+    """
+    import ray.train
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None, None, None
+    cm = ckpt.as_directory()
+    d = Path(cm.__enter__())
+    if (d / "final" / FINAL_MARKER).is_file():
+        return cm, None, d
+    hf = d / RayTrainReportCallback.CHECKPOINT_NAME
+    return cm, (str(hf) if hf.is_dir() else None), None
+
+
+def rereport_final(rank: int, ckpt_dir: Path) -> None:
+    """Report an already-finished final model again (see :func:`resume_checkpoint_dir`)."""
+    import json
+
+    import ray.train
+    from ray.train import Checkpoint
+
+    metrics = json.loads((ckpt_dir / "final" / FINAL_MARKER).read_text())
+    ray.train.report(metrics=metrics,
+                     checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if rank == 0 else None)
+
+
+def make_fault_callback(fail_at_step: int | None, first_attempt: bool, rank: int = 0):
+    """Chaos hook for tests: on the first attempt, once the checkpoint at ``fail_at_step``
+    is registered with Ray Train, rank 0's process dies as if its node were lost."""
+    from transformers import TrainerCallback
+
+    class _KillAfterCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if first_attempt and fail_at_step is not None and state.global_step >= fail_at_step:
+                import ray.train
+
+                # Wait until the controller has the checkpoint, or the restart finds none.
+                ray.train.get_all_reported_checkpoints(timeout_s=120)
+                if rank == 0:
+                    log.warning("fault injection: killing rank 0 after step %d", state.global_step)
+                    os._exit(1)
+
+    return _KillAfterCheckpoint()
+
+
+def save_and_report_final(trainer, rank: int, make_final: Callable[[Path, Path], None],
+                          metrics: dict[str, Any]) -> None:
+    """All ranks save (ZeRO-3 gathers), rank 0 builds the final dir and reports it.
+
+    ``make_final(saved_dir, final_dir)`` turns what ``trainer.save_model`` wrote (an adapter
+    or a full model) into a plain ``from_pretrained`` directory.
+    """
+    import json
+
+    import ray.train
+    from ray.train import Checkpoint
+
+    saved = Path(trainer.args.output_dir) / "final_save"
+    trainer.save_model(str(saved))
+    if rank != 0:
+        ray.train.report(metrics=metrics, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        final = Path(tmp) / "final"
+        make_final(saved, final)
+        (final / FINAL_MARKER).write_text(json.dumps(metrics, default=str, indent=2))
+        ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+
+def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last value of each logged metric, plus the first training loss (for the record)."""
+    out: dict[str, Any] = {}
+    first_loss = None
+    for row in history:
+        if first_loss is None and "loss" in row:
+            first_loss = row["loss"]
+        for k, v in row.items():
+            if isinstance(v, (int, float)):
+                out[k] = v
+    if first_loss is not None:
+        out["first_loss"] = first_loss
+    return out
