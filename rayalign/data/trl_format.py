@@ -107,7 +107,8 @@ def to_trl_rows(pairs: Iterable[PreferencePair], conversational: bool = False,
 
 def _check_messages(v: Any, field: str) -> list[Message]:
     if not isinstance(v, list) or not v:
-        raise DataError(None, "expected a non-empty list of {role, content} messages", field=field)
+        raise DataError(None, "expected a non-empty list of {role, content} messages (conversational "
+                              f"row), got {type(v).__name__}", field=field)
     out = []
     for i, m in enumerate(v):
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
