@@ -87,6 +87,28 @@ def load_ranked(path: str | None) -> list[RankedAnswer]:
     return list(load_oasst_ranked(path))
 
 
+def chat_formatted_pairs(pairs: Sequence[PreferencePair], model_path: str) -> list[PreferencePair]:
+    """Pairs whose prompt is rendered with the policy's chat template.
+
+    The engines generate from chat-formatted prompts, and TRL trains on a plain-string
+    prompt as it is; so the DPO prompt must carry the same template, or the preference would
+    be learnt in a context the model never generates in. The persisted pairs keep the bare
+    prompt; only the training copy is formatted. A model directory without a tokenizer
+    (test doubles) is left as is."""
+    from pathlib import Path as _P
+
+    if not (_P(model_path) / "tokenizer_config.json").is_file():
+        log.warning("no tokenizer in %s: DPO prompts are not chat-formatted", model_path)
+        return list(pairs)
+    from transformers import AutoTokenizer
+
+    from rayalign.engines.hf_local import render_chat
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    return [p.model_copy(update={"prompt": render_chat(tok, [{"role": "user", "content": p.prompt}])})
+            for p in pairs]
+
+
 def trl_examples(examples: Sequence[dict]) -> list[dict]:
     """Only the fields TRL reads (our extra bookkeeping fields stay in the JSONL files)."""
     return [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
@@ -284,7 +306,8 @@ class AlignLoop:
             log.warning("iteration %d produced no pairs: M%d = M%d (model unchanged)", t, t + 1, t)
             ckpt, note = policy, "no pairs: model unchanged"
         else:
-            ckpt = str(self.run_dpo(pairs, policy, self.run.sub("models", f"M{t + 1}"), self.cfg.dpo))
+            ckpt = str(self.run_dpo(chat_formatted_pairs(pairs, policy), policy,
+                                    self.run.sub("models", f"M{t + 1}"), self.cfg.dpo))
             note = ""
         self.run.mark_done(step, checkpoint=ckpt, pairs=len(pairs), note=note)
         self.run.log_metrics(step=step, iteration=t, pairs=len(pairs), checkpoint=ckpt, note=note)

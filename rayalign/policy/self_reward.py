@@ -207,6 +207,20 @@ class RubricScorer:
                                  name=name or None)
         self.name = self.judge.name
 
+    @classmethod
+    def from_judge(cls, judge) -> "RubricScorer":
+        """Wrap an existing rubric judge (e.g. ``feedback.config.build_judge`` of a config
+        with ``template: additive_rubric``); anything with ``score(list[ScoreItem])`` works."""
+        if not hasattr(judge, "score"):
+            raise ValueError(f"judge {getattr(judge, 'name', judge)!r} cannot score single "
+                             "responses: use a config with template additive_rubric")
+        obj = cls.__new__(cls)
+        obj.engine = getattr(judge, "engine", None)
+        obj.params = getattr(judge, "params", None)
+        obj.judge = judge
+        obj.name = getattr(judge, "name", "judge")
+        return obj
+
     def score(self, items: Sequence[tuple[str, str]]) -> list[Score]:
         from rayalign.feedback.judges import ScoreItem
 

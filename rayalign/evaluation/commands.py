@@ -1,0 +1,226 @@
+"""``rayalign eval rm|h2h|alpaca``: judge metrics, head-to-head, AlpacaEval-style win rate.
+
+This module owns the top-level ``eval`` parser. ``rayalign eval judge`` (agreement of a
+judge with reference labels) lives in ``rayalign.feedback.commands``; when that module
+offers ``add_eval_judge(eval_subparsers)`` it is added here, so both areas share one
+``eval`` command.
+
+Each command writes ``<out>/<name>.json``, ``<out>/<name>.md`` and ``<out>/<name>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+
+DEFAULT_ALPACA_DIR = "../shared/data/alpaca_eval"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate judges and models (rm, h2h, alpaca, ...)")
+    es = p.add_subparsers(dest="eval_command", metavar="<subcommand>")
+
+    rm = es.add_parser("rm", help="reward-modelling metrics of LLM judges vs human ranks "
+                                  "(pairwise acc, best-of-N, 5-best, exact match, Spearman, Kendall)")
+    rm.add_argument("--model", action="append", default=[],
+                    help="model spec judging with the 5-point rubric (repeatable): smollm2, tiny, a dir")
+    rm.add_argument("--judge-config", action="append", default=[],
+                    help="JudgeConfig YAML with template additive_rubric (repeatable)")
+    rm.add_argument("--data", help="OASST-style ranked answers JSONL (default: the bundled slice)")
+    rm.add_argument("--groups", type=int, default=16, help="held-out questions to evaluate")
+    rm.add_argument("--max-answers", type=int, default=4)
+    rm.add_argument("--seed", type=int, default=0, help="same seed as the align run = same questions")
+    _common(rm, "rm_metrics")
+    rm.set_defaults(func=_rm)
+
+    h = es.add_parser("h2h", help="head-to-head of two models, judged in both orders")
+    h.add_argument("--model-a", help="model spec generating answers A")
+    h.add_argument("--model-b", help="model spec generating answers B")
+    h.add_argument("--outputs-a", help="AlpacaEval-format outputs JSONL of model A")
+    h.add_argument("--outputs-b", help="AlpacaEval-format outputs JSONL of model B")
+    h.add_argument("--data-dir", default=DEFAULT_ALPACA_DIR, help="AlpacaEval folder (prompts)")
+    h.add_argument("--subset", type=int, default=20, help="number of prompts (0 = all 805)")
+    _judge_args(h)
+    _gen_args(h)
+    _common(h, "head_to_head")
+    h.set_defaults(func=_h2h)
+
+    a = es.add_parser("alpaca", help="win rate vs the AlpacaEval reference outputs")
+    a.add_argument("--data-dir", default=DEFAULT_ALPACA_DIR,
+                   help="folder with the AlpacaEval JSONL files (CC BY-NC: never bundled)")
+    a.add_argument("--model", action="append", default=[], help="model spec to generate answers (repeatable)")
+    a.add_argument("--outputs", action="append", default=[],
+                   help="AlpacaEval-format outputs JSONL of a model (repeatable)")
+    a.add_argument("--annotations", action="append", default=[],
+                   help="stored pairwise judgments JSONL: win rate of output_2 from them (repeatable)")
+    a.add_argument("--reference-file", default="outputs_reference_gpt4_1106_preview.jsonl")
+    a.add_argument("--subset", type=int, default=20, help="number of prompts (0 = all 805)")
+    a.add_argument("--datasets", nargs="*", help="only these AlpacaEval sources (e.g. oasst koala)")
+    a.add_argument("--one-order", action="store_true", help="judge once (model first) instead of both orders")
+    _judge_args(a)
+    _gen_args(a)
+    _common(a, "alpaca_eval")
+    a.set_defaults(func=_alpaca)
+
+    _add_feedback_judge(es)
+    p.set_defaults(func=lambda _a: (p.print_help(), 0)[1])
+
+
+def _add_feedback_judge(es) -> None:
+    """``rayalign eval judge`` from the labelling area, when it provides the hook."""
+    name = "rayalign.feedback.commands"
+    if importlib.util.find_spec(name) is None:
+        return
+    hook = getattr(importlib.import_module(name), "add_eval_judge", None)
+    if callable(hook):
+        hook(es)
+
+
+def _common(p, default_name: str) -> None:
+    p.add_argument("--out", default="runs/eval", help="output folder")
+    p.add_argument("--name", default=default_name, help="file stem of the table and plot")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=8)
+
+
+def _judge_args(p) -> None:
+    p.add_argument("--judge-config", help="JudgeConfig YAML (pairwise template; both orders are "
+                                          "done here, so both_orders is forced off)")
+    p.add_argument("--judge-model", help="model spec of a local pairwise judge (hf_local)")
+    p.add_argument("--judge-template", default="alpaca_pairwise",
+                   help="template for --judge-model (alpaca_pairwise, rlthf_pairwise)")
+
+
+def _gen_args(p) -> None:
+    p.add_argument("--max-tokens", type=int, default=128, help="answer length when generating")
+
+
+def _engine(spec: str, args):
+    from rayalign.engines.config import EngineConfig, build_engine
+    from rayalign.policy.driver import resolve_model_path
+
+    return build_engine(EngineConfig(kind="hf_local", model=resolve_model_path(spec),
+                                     device=args.device, batch_size=args.batch_size))
+
+
+def _pairwise_judge(args):
+    from rayalign.config import load_config
+    from rayalign.feedback.config import JudgeConfig, build_judge
+    from rayalign.feedback.judges import PairwiseJudge
+    from rayalign.feedback.templates import get_template
+
+    if args.judge_config:
+        cfg = load_config(JudgeConfig, args.judge_config)
+        if cfg.kind in ("openai", "hf_local", "vllm"):
+            cfg = cfg.model_copy(update={"both_orders": False})
+        return build_judge(cfg)
+    if args.judge_model:
+        return PairwiseJudge(_engine(args.judge_model, args), get_template(args.judge_template),
+                             both_orders=False, parse_retries=0)
+    raise ValueError("give a judge: --judge-config FILE or --judge-model SPEC")
+
+
+def generate_answers(engine, prompts: list[str], max_tokens: int) -> list[str]:
+    """Greedy answers to bare prompts (the evaluation setting: no answer template)."""
+    from rayalign.engines.base import GenerationRequest, SamplingParams
+
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    res = engine.generate([GenerationRequest(id=str(i), messages=[{"role": "user", "content": p}],
+                                             params=params) for i, p in enumerate(prompts)])
+    return [r.texts[0] if r.texts else "" for r in res]
+
+
+def _rm(args) -> int:
+    from rayalign.config import load_config
+    from rayalign.evaluation.tables import bar_plot, write_table
+    from rayalign.feedback.config import JudgeConfig, build_judge
+    from rayalign.policy.driver import judge_metrics, load_ranked
+    from rayalign.policy.self_reward import RubricScorer
+    from rayalign.policy.sft_data import rm_eval_groups, split_by_question
+
+    if not args.model and not args.judge_config:
+        raise ValueError("give at least one --model or --judge-config")
+    split = split_by_question(load_ranked(args.data), args.groups, seed=args.seed)
+    groups = rm_eval_groups(split.eval, args.max_answers)
+    rows = []
+    for spec in args.model:
+        m = judge_metrics(RubricScorer(_engine(spec, args), name=f"self:{spec}"), groups)
+        rows.append({"judge": spec, **m})
+    for path in args.judge_config:
+        judge = build_judge(load_config(JudgeConfig, path))
+        rows.append({"judge": judge.name, **judge_metrics(RubricScorer.from_judge(judge), groups)})
+    cols = ["judge", "pairwise_accuracy", "best_of_n", "perfect_score_best", "exact_match",
+            "spearman", "kendall_tau", "n_groups", "n_unparsed"]
+    paths = write_table(rows, args.out, args.name, "Reward-modelling ability vs human ranks (OASST)",
+                        cols, notes=[f"{len(groups)} held-out questions, up to {args.max_answers} answers each"])
+    bar_plot([r["judge"] for r in rows],
+             {k: [r[k] for r in rows] for k in ("pairwise_accuracy", "best_of_n", "exact_match",
+                                                "spearman", "kendall_tau")},
+             Path(args.out) / f"{args.name}.png", "Judge metrics vs human ranks")
+    print(paths["md"].read_text())
+    return 0
+
+
+def _alpaca_records(args):
+    from rayalign.evaluation.alpaca_eval import load_reference
+
+    return load_reference(args.data_dir, args.subset or None, datasets=args.datasets or None,
+                          reference_file=getattr(args, "reference_file", None)
+                          or "outputs_reference_gpt4_1106_preview.jsonl")
+
+
+def _answers_from(spec: str | None, outputs: str | None, ref, args) -> tuple[str, list[str]]:
+    from rayalign.data.loaders import load_alpaca_eval_outputs
+    from rayalign.evaluation.alpaca_eval import match_outputs
+
+    if outputs:
+        return Path(outputs).stem, match_outputs(ref, list(load_alpaca_eval_outputs(outputs)))
+    if spec:
+        return spec, generate_answers(_engine(spec, args), [r.prompt for r in ref], args.max_tokens)
+    raise ValueError("each side needs a model spec or an outputs file")
+
+
+def _h2h(args) -> int:
+    from rayalign.evaluation.head_to_head import head_to_head, write_h2h
+    from rayalign.runs import write_jsonl
+
+    ref = _alpaca_records(args)
+    name_a, ans_a = _answers_from(args.model_a, args.outputs_a, ref, args)
+    name_b, ans_b = _answers_from(args.model_b, args.outputs_b, ref, args)
+    rows, s = head_to_head(_pairwise_judge(args), [r.prompt for r in ref], ans_a, ans_b, name_a, name_b)
+    write_jsonl(Path(args.out) / f"{args.name}.rows.jsonl", rows)
+    paths = write_h2h([s], args.out, args.name)
+    print(paths["md"].read_text())
+    return 0
+
+
+def _alpaca(args) -> int:
+    from rayalign.data.loaders import load_alpaca_eval_annotations
+    from rayalign.evaluation.alpaca_eval import alpaca_win_rate, win_rate_from_annotations, write_alpaca
+    from rayalign.runs import write_jsonl
+
+    results: dict[str, dict] = {}
+    notes = []
+    for path in args.annotations:
+        results[Path(path).stem] = win_rate_from_annotations(load_alpaca_eval_annotations(path))
+        notes.append(f"{Path(path).stem}: stored judgments (output_2 is the model)")
+    if args.model or args.outputs:
+        ref = _alpaca_records(args)
+        judge = _pairwise_judge(args)
+        sides = [(m, None) for m in args.model] + [(None, o) for o in args.outputs]
+        for spec, outputs in sides:
+            name, answers = _answers_from(spec, outputs, ref, args)
+            rows, s = alpaca_win_rate(judge, ref, answers, name, both_orders=not args.one_order)
+            write_jsonl(Path(args.out) / f"{args.name}.{Path(name).name}.rows.jsonl", rows)
+            results[name] = s.as_row()
+        notes.append(f"{len(ref)} prompts; judge {getattr(judge, 'name', '?')}; "
+                     f"{'one order' if args.one_order else 'both orders, disagreement = tie'}")
+    if not results:
+        raise ValueError("nothing to evaluate: give --model, --outputs or --annotations")
+    paths = write_alpaca(results, args.out, args.name, notes=notes)
+    print(paths["md"].read_text())
+    print(json.dumps({k: v.get("win_rate") for k, v in results.items()}))
+    return 0
