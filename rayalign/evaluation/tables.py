@@ -56,7 +56,7 @@ def bar_plot(labels: Sequence[str], series: dict[str, Sequence[float]], path: st
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(labels) + 2), 4.0))
     n = max(1, len(series))
     width = 0.8 if stacked else 0.8 / n
     xs = list(range(len(labels)))
@@ -69,7 +69,10 @@ def bar_plot(labels: Sequence[str], series: dict[str, Sequence[float]], path: st
         else:
             ax.bar([x + (k - (n - 1) / 2) * width for x in xs], vals, width, label=name)
     ax.set_xticks(xs)
-    ax.set_xticklabels(labels, rotation=15, ha="right", fontsize=8)
+    import textwrap
+
+    ax.set_xticklabels(["\n".join(textwrap.wrap(str(lb), 24)) or str(lb) for lb in labels],
+                       fontsize=7)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
