@@ -87,31 +87,45 @@ def load_ranked(path: str | None) -> list[RankedAnswer]:
     return list(load_oasst_ranked(path))
 
 
+def _chat_tokenizer(model_path: str):
+    """The policy's tokenizer when its directory has one with a chat template, else None."""
+    from pathlib import Path as _P
+
+    if not (_P(model_path) / "tokenizer_config.json").is_file():
+        log.warning("no tokenizer in %s: training prompts are not chat-formatted", model_path)
+        return None
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    return tok if getattr(tok, "chat_template", None) else None
+
+
+def _render(tok, messages: list[dict]) -> str:
+    if tok is None:
+        return "\n\n".join(m["content"] for m in messages)
+    from rayalign.engines.hf_local import render_chat
+
+    return render_chat(tok, messages)
+
+
 def chat_formatted_pairs(pairs: Sequence[PreferencePair], model_path: str) -> list[PreferencePair]:
     """Pairs whose prompt is rendered with the policy's chat template.
 
     The engines generate from chat-formatted prompts, and TRL trains on a plain-string
     prompt as it is; so the DPO prompt must carry the same template, or the preference would
     be learnt in a context the model never generates in. The persisted pairs keep the bare
-    prompt; only the training copy is formatted. A model directory without a tokenizer
-    (test doubles) is left as is."""
-    from pathlib import Path as _P
-
-    if not (_P(model_path) / "tokenizer_config.json").is_file():
-        log.warning("no tokenizer in %s: DPO prompts are not chat-formatted", model_path)
-        return list(pairs)
-    from transformers import AutoTokenizer
-
-    from rayalign.engines.hf_local import render_chat
-
-    tok = AutoTokenizer.from_pretrained(model_path)
-    return [p.model_copy(update={"prompt": render_chat(tok, [{"role": "user", "content": p.prompt}])})
+    prompt; only the training copy is formatted."""
+    tok = _chat_tokenizer(model_path)
+    return [p.model_copy(update={"prompt": _render(tok, [{"role": "user", "content": p.prompt}])})
             for p in pairs]
 
 
-def trl_examples(examples: Sequence[dict]) -> list[dict]:
-    """Only the fields TRL reads (our extra bookkeeping fields stay in the JSONL files)."""
-    return [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
+def trl_examples(examples: Sequence[dict], model_path: str) -> list[dict]:
+    """Conversational IFT/EFT examples -> the string prompt/completion rows ``run_sft`` takes,
+    the prompt rendered with the model's chat template (as the engines render it)."""
+    tok = _chat_tokenizer(model_path)
+    return [{"prompt": _render(tok, e["prompt"]), "completion": e["completion"][0]["content"]}
+            for e in examples]
 
 
 class AlignLoop:
@@ -198,7 +212,7 @@ class AlignLoop:
         write_jsonl(self.run.file("sft", "ift.jsonl"), d["ift"])
         write_jsonl(self.run.file("sft", "eft.jsonl"), d["eft"])
         self._release_engines()
-        ckpt = self.run_sft(trl_examples(d["ift"] + d["eft"]), base, self.run.sub("models", "M1"),
+        ckpt = self.run_sft(trl_examples(d["ift"] + d["eft"], base), base, self.run.sub("models", "M1"),
                             self.cfg.sft.train)
         self.run.mark_done("sft", checkpoint=str(ckpt), n_ift=len(d["ift"]), n_eft=len(d["eft"]))
         self.run.log_metrics(step="sft", n_ift=len(d["ift"]), n_eft=len(d["eft"]))
