@@ -270,3 +270,41 @@ def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:
     if first_loss is not None:
         out["first_loss"] = first_loss
     return out
+
+
+def causal_lm_final_builder(base_path: str, tokenizer, lora: bool) -> Callable[[Path, Path], None]:
+    """``make_final`` for causal LMs: merge a LoRA adapter into the base, or copy weights."""
+
+    def make_final(saved: Path, final: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        if lora:
+            from peft import PeftModel
+
+            base = AutoModelForCausalLM.from_pretrained(base_path)
+            model = PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(saved))
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+
+    return make_final
+
+
+def resolve_model_dir(model_path: str | os.PathLike) -> str:
+    """A local model directory (``tiny`` = the bundled tiny model); never a hub id."""
+    from rayalign.policy.train_config import model_path_or_tiny
+
+    p = Path(model_path_or_tiny(str(model_path))).expanduser()
+    if not p.is_dir():
+        raise FileNotFoundError(f"model {model_path!r} is not a local model directory")
+    return str(p.resolve())
+
+
+def count_too_long_prompts(model_dir: str, prompts: list[str], max_length: int) -> list[int]:
+    """Indices of prompts that alone fill ``max_length`` tokens: TRL drops those rows
+    (keep_start truncation leaves no completion), so we say so instead of losing them quietly."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return [i for i, p in enumerate(prompts) if len(tok(p)["input_ids"]) >= max_length]
