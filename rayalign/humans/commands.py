@@ -90,12 +90,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "only the token protects it (put it behind TLS)", file=sys.stderr)
     init_ray(RayConfig())
     base = start_annotation_server(q.db_path, token, host=args.host, port=args.port)
+    shown = token if generated else "<your token>"
+    print(f"annotation page: {base}/?token={shown}")
+    print(f"reviewer view:   {base}/review?token={shown}")
     if generated:
-        print(f"annotation page: {base}/?token={token}")
         print(f"(token generated for this session; set {TOKEN_ENV} to reuse one)")
-    else:
-        print(f"annotation page: {base}/?token=<your token>")
-    print(f"reviewer view:   {base}/review")
     _print_status(q)
     print("Ctrl-C to stop")
     try:

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Mapping
 from rayalign.data.schema import Label, PairwiseItem
 
 ANSWERS = ("A", "B", "tie", "skip")
-QUEUE_FILE = ("humans", "annotations.sqlite")
+QUEUE_FILE = ("humans", "queue.sqlite")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -77,7 +77,7 @@ class UnknownBatchError(KeyError, ValueError):
 
 
 def default_queue_path(run_dir: str | Path) -> Path:
-    """Where a run keeps its annotation queue: ``<run>/humans/annotations.sqlite``."""
+    """Where a run keeps its annotation queue: ``<run>/humans/queue.sqlite``."""
     return Path(run_dir).joinpath(*QUEUE_FILE)
 
 

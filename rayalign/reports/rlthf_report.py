@@ -126,10 +126,10 @@ def _human_info(run_dir: Path, cfg: dict) -> dict[str, Any]:
     annotators = sorted({str(r.get("annotator")) for r in rows if r.get("annotator")})
     info: dict[str, Any] = {"labels": len(rows), "simulated": simulated,
                             "annotators": annotators, "queue": None}
-    qpath = run_dir / "humans" / "annotations.sqlite"
-    if qpath.is_file():
-        from rayalign.humans.queue import AnnotationQueue
+    from rayalign.humans.queue import AnnotationQueue, default_queue_path
 
+    qpath = default_queue_path(run_dir)
+    if qpath.is_file():
         info["queue"] = AnnotationQueue(qpath).status()
     return info
 
@@ -251,7 +251,7 @@ def write_report(run_dir: str | Path) -> Path:
                              run_dir / "metrics.jsonl",
                              run_dir / "final" / "relabelled_trl.jsonl",
                              run_dir / "final" / "relabelled.jsonl",
-                             run_dir / "humans" / "annotations.sqlite"] if p.is_file()]
+                             run_dir / "humans" / "queue.sqlite"] if p.is_file()]
     for _, d in _iteration_dirs(run_dir):
         artefacts += sorted(p for p in d.iterdir() if p.is_file())
     artefacts += [p for _, p, _ in figures]
