@@ -140,3 +140,27 @@ def test_loop_runs_as_a_ray_actor(tmp_path, ray_local):
     assert set(s["models"]) == {"M1", "M2"}
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert man["status"] == "finished" and man["steps"]["it1.pairs"]["pairs"] == 2
+
+
+@pytest.mark.slow
+def test_full_loop_with_real_sft_dpo_and_tiny_model(tmp_path, ray_local):
+    """Real path end to end: tiny Llama, HF local engine, TRL SFT + DPO under Ray Train,
+    teacher-demo with the simulated (replay) teacher; then a resume that does nothing."""
+    cfg = AlignConfig.model_validate({
+        "recipe": "teacher-demo", "model": "tiny", "run_dir": str(tmp_path / "run"),
+        "iterations": 1, "teacher": {"kind": "replay"},
+        "generation": {"max_tokens": 12, "temperature": 0.8}, "judge": {"max_tokens": 12},
+        "prompts": {"source": "oasst", "n_prompts": 3},
+        "sft": {"n_ift": 3, "n_eft": 3, "train": {"effective_batch_size": 4,
+                                                   "per_device_batch_size": 4, "max_length": 256}},
+        "dpo": {"effective_batch_size": 4, "per_device_batch_size": 2, "max_length": 256},
+        "eval": {"rm_groups": 1},
+    })
+    s = AlignLoop(cfg).run_all()
+    m2 = s["models"]["M2"]
+    assert m2.endswith("M2/model") and (tmp_path / "run" / "models" / "M2" / "model" / "config.json").exists()
+    pairs = read_jsonl(tmp_path / "run" / "it1" / "pairs.jsonl")
+    assert len(pairs) == 3
+    f = CountingFactory()
+    AlignLoop(cfg, engine_factory=f, run_sft=FakeTrainer(), run_dpo=FakeTrainer()).run_all()
+    assert f.engines == []
