@@ -138,12 +138,13 @@ class LabelJobConfig(StrictModel):
     """``rayalign label --config``: judge a file of pairs into a run directory."""
 
     run_dir: str = "runs/label"
-    #: JSONL of PairwiseItem rows (prompt, response_a, response_b[, id, label]), or an
-    #: HH-RLHF ``.jsonl.gz`` file with chosen/rejected dialogues (see ``input_format``).
+    #: JSONL of PairwiseItem rows (prompt, response_a, response_b[, id, label]), an HH-RLHF
+    #: ``.jsonl.gz``, AlpacaEval annotations or TRL preference rows (see ``input_format``).
     input: str
-    input_format: Literal["pairwise_jsonl", "hh_rlhf"] = "pairwise_jsonl"
+    input_format: Literal["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations",
+                          "preferences"] = "auto"
     limit: int | None = Field(default=None, ge=1)
-    #: For hh_rlhf input: seed of the random A/B placement of the chosen reply.
+    #: For labelled inputs (HH, preferences): seed of the random A/B placement of the chosen reply.
     seed: int = 0
     judge: JudgeConfig
     #: Shared cache across runs (a path); default: ``<run_dir>/judgments.sqlite``.
