@@ -81,10 +81,13 @@ class SFTStageConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
-    """Per-iteration judge metrics on held-out OASST questions (0 groups = off)."""
+    """Judge metrics on held-out OASST questions. ``rm_groups`` questions are always kept
+    out of SFT data and prompt pools; ``per_iteration`` decides whether each model is
+    evaluated on them inside the run (a benchmark may evaluate separately)."""
 
     rm_groups: int = Field(default=8, ge=0)
     max_answers: int = Field(default=4, ge=2)
+    per_iteration: bool = True
 
 
 class AlignConfig(StrictModel):

@@ -180,7 +180,8 @@ class AlignLoop:
             ift = ift_examples(split.train, limit=self.cfg.sft.n_ift)
             eft = eft_examples(split.train, limit=self.cfg.sft.n_eft, seed=self.cfg.seed)
             ift_q = [r.prompt for r in split.train if r.rank == 0]
-            pool = sorted({r.prompt for r in split.train} - set(ift_q))
+            # DPO prompts: training questions never seen in SFT (neither IFT nor EFT).
+            pool = sorted({r.prompt for r in split.train} - set(ift_q) - {e["question"] for e in eft})
             self._data = {"split": split, "ift": ift, "eft": eft,
                           "seed_prompts": sorted(set(ift_q)), "prompt_pool": pool,
                           "eval_groups": rm_eval_groups(split.eval, self.cfg.eval.max_answers)}
@@ -330,7 +331,7 @@ class AlignLoop:
     def step_eval(self, name: str, model_path: str) -> dict | None:
         """Judge metrics (Table 2) of ``model_path`` acting as its own 5-point judge."""
         step = f"eval.{name}"
-        if self.cfg.eval.rm_groups == 0:
+        if self.cfg.eval.rm_groups == 0 or not self.cfg.eval.per_iteration:
             return None
         if self.run.is_done(step):
             return self.run.step_info(step)

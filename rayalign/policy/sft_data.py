@@ -89,7 +89,7 @@ def as_example(messages: list[dict], completion: str, **extra) -> dict:
 def eft_example(prompt: str, response: str, score: int) -> dict:
     """One judge-training example: the rubric prompt -> justification + "Score: n"."""
     return as_example(rubric_messages(prompt, response), eft_rationale(score),
-                      kind="eft", score=score)
+                      kind="eft", score=score, question=prompt)
 
 
 def eft_examples(rows: Sequence[RankedAnswer], min_answers: int = 2,
