@@ -128,6 +128,21 @@ def trl_examples(examples: Sequence[dict], model_path: str) -> list[dict]:
             for e in examples]
 
 
+def prepare_data(cfg: AlignConfig) -> dict[str, Any]:
+    """OASST rows split into training and held-out evaluation questions (deterministic in
+    the config): SFT examples, few-shot seeds, the DPO prompt pool and the judge-metric
+    groups. Needs no run directory, so evaluations can rebuild the same held-out set."""
+    rows = load_ranked(cfg.sft.data)
+    split = split_by_question(rows, cfg.eval.rm_groups, seed=cfg.seed)
+    ift = ift_examples(split.train, limit=cfg.sft.n_ift)
+    eft = eft_examples(split.train, limit=cfg.sft.n_eft, seed=cfg.seed)
+    ift_q = {r.prompt for r in split.train if r.rank == 0}
+    # DPO prompts: training questions never seen in SFT (neither IFT nor EFT).
+    pool = sorted({r.prompt for r in split.train} - ift_q - {e["question"] for e in eft})
+    return {"split": split, "ift": ift, "eft": eft, "seed_prompts": sorted(ift_q),
+            "prompt_pool": pool, "eval_groups": rm_eval_groups(split.eval, cfg.eval.max_answers)}
+
+
 class AlignLoop:
     """One align run. ``run()`` is idempotent: it does only the steps not yet done."""
 
@@ -173,18 +188,8 @@ class AlignLoop:
         return self._teacher
 
     def data(self) -> dict[str, Any]:
-        """OASST rows split into training and held-out evaluation questions (deterministic)."""
         if self._data is None:
-            rows = load_ranked(self.cfg.sft.data)
-            split = split_by_question(rows, self.cfg.eval.rm_groups, seed=self.cfg.seed)
-            ift = ift_examples(split.train, limit=self.cfg.sft.n_ift)
-            eft = eft_examples(split.train, limit=self.cfg.sft.n_eft, seed=self.cfg.seed)
-            ift_q = [r.prompt for r in split.train if r.rank == 0]
-            # DPO prompts: training questions never seen in SFT (neither IFT nor EFT).
-            pool = sorted({r.prompt for r in split.train} - set(ift_q) - {e["question"] for e in eft})
-            self._data = {"split": split, "ift": ift, "eft": eft,
-                          "seed_prompts": sorted(set(ift_q)), "prompt_pool": pool,
-                          "eval_groups": rm_eval_groups(split.eval, self.cfg.eval.max_answers)}
+            self._data = prepare_data(self.cfg)
         return self._data
 
     def _chunked(self, folder: str, items: Sequence[Any], fn: Callable[[list], list],
