@@ -198,3 +198,39 @@ def test_page_in_chromium_labels_land_in_queue(ray_local, tmp_path, browser):
         serve.delete("annotate")
         if started_serve:
             serve.shutdown()  # leave no proxy on our port for later tests
+
+
+def test_driver_waits_for_people_answering_through_the_api(tmp_path):
+    """The RLTHF driver's polling loop, with a person answering through the JSON API."""
+    import threading
+
+    from rayalign.humans.queue import QueueAnnotator
+
+    items = _items()
+    ai = {it.id: "A" for it in items}
+    result: dict = {}
+
+    def driver():  # what rlthf/driver.py does: ask, sleep, ask again (fresh objects each time)
+        while True:
+            ann = QueueAnnotator(AnnotationQueue(default_queue_path(tmp_path)), "people")
+            got = ann.request_labels("iter_03", items, ai)
+            if got is not None:
+                result["labels"] = got
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=driver, daemon=True)
+    t.start()
+    db = default_queue_path(tmp_path)
+    _wait(lambda: db.exists() and AnnotationQueue(db).batches() == ["iter_03"], what="enqueue")
+    c = TestClient(build_app(db, TOKEN))
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    answers = iter(["B", "skip", "A"])
+    while (item := c.get("/api/next?annotator=ann", headers=h).json()["item"]) is not None:
+        assert "labels" not in result  # still waiting while items are open
+        lab = next(answers)
+        c.post("/api/submit", headers=h, json={"batch_id": item["batch_id"], "item_id": item["id"],
+                                               "label": lab, "annotator": "ann"})
+    t.join(timeout=10)
+    assert result["labels"] == {items[0].id: "B", items[2].id: "A"}
+    assert AnnotationQueue(db).batch_status("iter_03")["total"] == 3  # enqueued once
