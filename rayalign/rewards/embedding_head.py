@@ -109,8 +109,13 @@ class EmbeddingStore:
 def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size: int
                    ) -> tuple[list[str], np.ndarray]:
     """Encode ``{key: text}`` with a Ray Data actor pool; returns keys and vectors in order."""
+    import time
+
     import ray
 
+    # Ray Data's bars are for terminals; inside the driver actor they flood the log.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    t0 = time.time()
     rows = [{"key": k, "text": t} for k, t in texts.items()]
     ds = ray.data.from_items(rows).map_batches(
         _EncodeBatch,
@@ -125,6 +130,8 @@ def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size
         vecs.append(batch["emb"])
     if len(keys) != len(rows):
         raise RuntimeError(f"encoder returned {len(keys)} vectors for {len(rows)} texts")
+    dt = time.time() - t0
+    log.info("embedded %d texts in %.1fs (%.0f texts/s)", len(rows), dt, len(rows) / max(dt, 1e-9))
     return keys, np.concatenate(vecs).astype(np.float32)
 
 

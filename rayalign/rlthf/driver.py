@@ -109,6 +109,8 @@ class RLTHFLoop:
 
     def __init__(self, cfg: RLTHFConfig, run_path: str | Path,
                  human: HumanAnnotator | None = None, labeller_fn=None):
+        if not logging.getLogger().handlers:  # inside a Ray actor: make progress visible
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
         self.cfg = cfg
         self.run = RunDir.create_or_open(run_path, job="rlthf", config=cfg, resume=True)
         self._human = human
