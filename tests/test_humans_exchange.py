@@ -78,6 +78,7 @@ def test_argilla_round_trip(tmp_path, items, question):
     path = export_argilla(items, tmp_path / "argilla.json", ai_labels=ai, question=question,
                           batch_id="iter_00")
     doc = json.loads(path.read_text())
+    assert json.loads((tmp_path / "argilla.settings.json").read_text()) == doc["settings"]
     q = doc["settings"]["questions"][0]
     assert q["name"] == "preference"
     assert q["type"] == ("label_selection" if question == "label" else "ranking")

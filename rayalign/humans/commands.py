@@ -44,7 +44,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rayalign.humans.exchange import export_argilla, export_label_studio
+    from rayalign.humans.exchange import (
+        argilla_settings_path, export_argilla, export_label_studio,
+    )
 
     q = _queue(args.run)
     rows = q.items(args.batch, with_ai=True)
@@ -60,7 +62,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         out = export_argilla(items, args.out, ai_labels=ai if args.with_ai else None,
                              question=args.question, batch_id=args.batch)
-        print(f"wrote {len(items)} Argilla records ({args.question} question) to {out}")
+        print(f"wrote {len(items)} Argilla records ({args.question} question) to {out} and the "
+              f"dataset settings to {argilla_settings_path(out)}")
     return 0
 
 

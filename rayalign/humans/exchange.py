@@ -12,8 +12,9 @@ turning them into queue rows ``{id, label, annotator, comment, seconds}`` for
 * Argilla 2.x: one JSON file with ``settings`` (fields prompt/response_a/response_b and a
   ``label_selection`` question A/B/tie, or a ``ranking`` question over A and B) and
   ``records`` in the SDK's export shape (``id, fields, metadata, suggestions, responses``),
-  so ``rg.Record.from_dict`` accepts every record. Import accepts that file or a plain
-  list of records as written by ``dataset.records.to_json``.
+  so ``rg.Record.from_dict`` accepts every record; the settings are also written alone to
+  ``<name>.settings.json`` for ``rg.Settings.from_json``. Import accepts our file or a
+  plain list of records as written by ``dataset.records.to_json``.
 """
 
 from __future__ import annotations
@@ -183,9 +184,17 @@ def _argilla_settings(question: str) -> dict[str, Any]:
         "questions": [q, {"name": COMMENT_CONTROL, "title": "Comment (optional)",
                           "required": False, "type": "text",
                           "settings": {"type": "text", "use_markdown": False}}],
-        "metadata": [{"name": "batch_id", "type": "terms", "visible_for_annotators": False}],
+        "metadata": [{"name": "batch_id", "title": "batch", "type": "terms",
+                      "settings": {"type": "terms", "values": None},
+                      "visible_for_annotators": False}],
         "allow_extra_metadata": True,
     }
+
+
+def argilla_settings_path(path: str | Path) -> Path:
+    """``batch.json`` -> ``batch.settings.json`` (loadable with ``rg.Settings.from_json``)."""
+    p = Path(path)
+    return p.with_name(p.stem + ".settings.json")
 
 
 def export_argilla(items: Iterable[PairwiseItem], path: str | Path,
@@ -221,6 +230,8 @@ def export_argilla(items: Iterable[PairwiseItem], path: str | Path,
            "question": question, "settings": settings, "records": records}
     out = Path(path)
     atomic_write_text(out, json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+    # The settings alone too, for ``rg.Settings.from_json(...)``.
+    atomic_write_text(argilla_settings_path(out), json.dumps(settings, indent=2) + "\n")
     return out
 
 
