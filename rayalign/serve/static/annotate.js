@@ -27,6 +27,7 @@
   let current = null;   // the item on screen
   let shownAt = 0;      // when it was shown (for seconds taken)
   let busy = false;
+  let pollTimer = null;
 
   async function api(path, opts) {
     const o = Object.assign({ headers: {} }, opts || {});
@@ -92,9 +93,18 @@
       current = res.item;
       if (!current) {
         $("card").hidden = true;
-        showMessage(res.status && res.status.total
-          ? "All done: every item in the queue has an answer. Thank you! The RLTHF loop picks the labels up on its own."
-          : "The queue is empty: no batch has been sent for annotation yet.");
+        const st = res.status || { total: 0, answered: 0 };
+        if (!st.total) {
+          showMessage("The queue is empty: no batch has been sent for annotation yet. This page checks again every few seconds.");
+        } else if (st.answered < st.total) {
+          showMessage("No free item right now: " + (st.total - st.answered)
+            + " item(s) are being labelled by someone else. This page checks again every few seconds.");
+        } else {
+          showMessage("All done: every item in the queue has an answer. Thank you! The RLTHF loop picks the labels up on its own; a new batch will appear here when it is ready.");
+        }
+        // Keep polling: the loop enqueues the next batch while this page stays open.
+        clearTimeout(pollTimer);
+        pollTimer = setTimeout(() => { if (!$("view-annotate").hidden && !current) loadNext(); }, 10000);
         return;
       }
       $("message").hidden = true;
