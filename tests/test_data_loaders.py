@@ -184,6 +184,14 @@ def test_empty_and_unreadable_files(tmp_path):
         load_hh_rlhf(tmp_path / "missing.jsonl")
 
 
+def test_data_error_pickles_with_its_fields():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(DataError("f.jsonl", "bad", row=3, line=4, field="chosen")))
+    assert (e.path, e.row, e.line, e.field, str(e)) == ("f.jsonl", 3, 4, "chosen",
+                                                       "file f.jsonl, row 3 (line 4), field 'chosen': bad")
+
+
 def test_skip_bad_rows_counts_every_bad_row(tmp_path):
     rows = [_hh("a", "b"), "{oops", _hh("c", ""), {"chosen": None, "rejected": "x"}, _hh("d", "e"), ""]
     path = _write_jsonl(tmp_path / "mixed.jsonl", rows)

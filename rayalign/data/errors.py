@@ -28,6 +28,9 @@ class DataError(ValueError):
         self.reason = reason
         super().__init__(self._format())
 
+    def __reduce__(self):  # picklable (Ray ships exceptions between processes)
+        return (_rebuild_data_error, (self.path, self.reason, self.row, self.line, self.field))
+
     def _format(self) -> str:
         where = [f"file {self.path}" if self.path else "<in-memory rows>"]
         if self.row is not None:
@@ -37,6 +40,10 @@ class DataError(ValueError):
         if self.field:
             where.append(f"field {self.field!r}")
         return ", ".join(where) + f": {self.reason}"
+
+
+def _rebuild_data_error(path, reason, row, line, field) -> DataError:
+    return DataError(path, reason, row=row, line=line, field=field)
 
 
 @dataclass
