@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -33,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("--groups", type=int, default=16, help="held-out questions to evaluate")
     rm.add_argument("--max-answers", type=int, default=4)
     rm.add_argument("--seed", type=int, default=0, help="same seed as the align run = same questions")
+    rm.add_argument("--judge-tokens", type=int, default=160, help="max tokens of each judge answer")
     _common(rm, "rm_metrics")
     rm.set_defaults(func=_rm)
 
@@ -72,9 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_feedback_judge(es) -> None:
     """``rayalign eval judge`` from the labelling area, when it provides the hook."""
     name = "rayalign.feedback.commands"
-    if importlib.util.find_spec(name) is None:
+    try:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise
         return
-    hook = getattr(importlib.import_module(name), "add_eval_judge", None)
+    hook = getattr(mod, "add_eval_judge", None)
     if callable(hook):
         hook(es)
 
@@ -147,7 +151,11 @@ def _rm(args) -> int:
     groups = rm_eval_groups(split.eval, args.max_answers)
     rows = []
     for spec in args.model:
-        m = judge_metrics(RubricScorer(_engine(spec, args), name=f"self:{spec}"), groups)
+        from rayalign.engines.base import SamplingParams
+
+        scorer = RubricScorer(_engine(spec, args), name=f"self:{spec}",
+                              params=SamplingParams(max_tokens=args.judge_tokens, temperature=0.0))
+        m = judge_metrics(scorer, groups)
         rows.append({"judge": spec, **m})
     for path in args.judge_config:
         judge = build_judge(load_config(JudgeConfig, path))
