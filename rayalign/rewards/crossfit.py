@@ -8,6 +8,7 @@ cost of k fits (cheap for the embedding head).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +30,7 @@ def cross_fitted_diff(
     folds: int,
     seed: int = 0,
     score_items: Sequence[PairwiseItem] | None = None,
+    scratch_dir: Path | None = None,
 ) -> np.ndarray:
     """r(A) − r(B) for ``score_items`` (default: ``items``), each from a model blind to its fold.
 
@@ -50,6 +52,6 @@ def cross_fitted_diff(
         if tr.size == 0:
             raise ValueError(f"fold {f} leaves no training pairs; use fewer folds")
         model = backend.fit([items[i] for i in tr], [labels[i] for i in tr],
-                            [weights[i] for i in tr], None)
+                            [weights[i] for i in tr], scratch_dir / f"fold_{f}" if scratch_dir else None)
         diff[sc] = backend.reward_diff(model, [score_items[i] for i in sc])
     return diff

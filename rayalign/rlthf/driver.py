@@ -70,9 +70,11 @@ def make_backend(cfg: RLTHFConfig, cache_dir: Path):
         from rayalign.rewards.embedding_head import EmbeddingHeadBackend
 
         return EmbeddingHeadBackend(cfg.reward_model.embedding_head, cache_dir)
-    from rayalign.rewards.lora_backend import LoraRewardBackend
+    from rayalign.config import validate_config
+    from rayalign.rewards.lora import LoraRewardBackend, LoraRMConfig
 
-    return LoraRewardBackend(cfg.reward_model.lora or {})
+    lora_cfg = validate_config(LoraRMConfig, cfg.reward_model.lora or {}, source="reward_model.lora")
+    return LoraRewardBackend(lora_cfg, cfg.ray)
 
 
 def load_items(cfg: RLTHFConfig) -> tuple[list[PairwiseItem], dict[str, Any]]:
@@ -156,7 +158,8 @@ class RLTHFLoop:
             log.info("cleaning ground truth: cross-fitted RM (%d folds), flip up to %.0f%%",
                      cfg.ground_truth.folds, 100 * cfg.ground_truth.clean_fraction)
             self.gt = clean_ground_truth(self.backend, self.items, self.raw,
-                                         cfg.ground_truth.clean_fraction, cfg.ground_truth.folds, cfg.seed)
+                                         cfg.ground_truth.clean_fraction, cfg.ground_truth.folds, cfg.seed,
+                                         scratch_dir=self.run.sub("scratch", "ground_truth"))
         else:
             self.gt = GroundTruth(labels=dict(self.raw), raw=dict(self.raw), mode="raw")
         atomic_write_json(path, {"labels": self.gt.labels, "raw": self.gt.raw, "mode": self.gt.mode,
@@ -248,7 +251,7 @@ class RLTHFLoop:
         abstained = [i for i in self.shard_ids if i not in labels]
         if abstained:
             # Pairs the judge could not decide get the label of an RM trained on the rest.
-            model = self._fit(train, None)
+            model = self._fit(train, self.run.sub("scratch", "abstained_rm"))
             diff = self.backend.reward_diff(model, [self.by_id[i] for i in abstained])
             for i, d in zip(abstained, diff):
                 labels[i] = "A" if d >= 0 else "B"
@@ -264,7 +267,8 @@ class RLTHFLoop:
         if k >= 2:
             return cross_fitted_diff(self.backend, [self.by_id[i] for i, _, _ in train],
                                      [lab for _, lab, _ in train], [w for _, _, w in train],
-                                     folds=k, seed=self.cfg.seed, score_items=self.shard_items)
+                                     folds=k, seed=self.cfg.seed, score_items=self.shard_items,
+                                     scratch_dir=self.run.sub("scratch", "crossfit"))
         return self.backend.reward_diff(model, self.shard_items)
 
     def _test_metrics(self, model) -> dict[str, float]:
@@ -379,7 +383,7 @@ class RLTHFLoop:
 
         def evaluate(method: str, labels: dict[str, str], n_human: int) -> dict:
             train = [(i, labels[i], 1.0) for i in self.shard_ids]
-            model = self._fit(train, None)
+            model = self._fit(train, self.run.sub("scratch", f"baseline_{method}_{n_human}"))
             row = {"kind": "baseline", "method": method, "human_count": n_human,
                    "human_pct": 100.0 * n_human / max(1, len(self.train_items)),
                    "human_pct_shard": 100.0 * n_human / max(1, len(self.shard_ids)),
@@ -468,8 +472,8 @@ class RLTHFLoop:
         final = self._final(cfg.iterations, state)
         summary = self.summary()
         summary["final"] = final
-        self._report()
         self.run.finish("finished")
+        self._report()
         return summary
 
     def summary(self) -> dict:

@@ -11,6 +11,7 @@ say which ground truth a number is measured against: "cleaned 25%" or "raw".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -43,10 +44,12 @@ def clean_ground_truth(
     fraction: float,
     folds: int,
     seed: int,
+    scratch_dir: Path | None = None,
 ) -> GroundTruth:
     """Flip the ``fraction`` of pairs a cross-fitted RM disagrees with most (negative margins only)."""
     labels = [raw[it.id] for it in items]
-    diff = cross_fitted_diff(backend, items, labels, None, folds=folds, seed=seed)
+    diff = cross_fitted_diff(backend, items, labels, None, folds=folds, seed=seed,
+                              scratch_dir=scratch_dir)
     margins = signed_margins(diff, labels)
     n_flip = min(int(round(fraction * len(items))), int(np.sum(margins < 0)))
     worst = np.argsort(margins, kind="stable")[:n_flip]
