@@ -164,3 +164,24 @@ def test_full_loop_with_real_sft_dpo_and_tiny_model(tmp_path, ray_local):
     f = CountingFactory()
     AlignLoop(cfg, engine_factory=f, run_sft=FakeTrainer(), run_dpo=FakeTrainer()).run_all()
     assert f.engines == []
+
+
+def test_candidates_through_the_ray_data_fanout(tmp_path, ray_local):
+    """fanout.enabled: candidates come from feedback.pipeline.generate_candidates (Ray Data
+    actors, real tiny model); a random model's judge output is unparseable, so the pairs
+    step records every prompt as skipped and training is skipped (M2 = M1), all counted."""
+    cfg = AlignConfig.model_validate({
+        "recipe": "self-reward", "model": "tiny", "run_dir": str(tmp_path / "run"),
+        "iterations": 1, "n_candidates": 2, "fanout": {"enabled": True, "concurrency": 1},
+        "generation": {"max_tokens": 6, "temperature": 0.8}, "judge": {"max_tokens": 6},
+        "prompts": {"source": "oasst", "n_prompts": 2}, "sft": {"enabled": False},
+        "eval": {"rm_groups": 0},
+    })
+    tr = FakeTrainer()
+    s = AlignLoop(cfg, run_dpo=tr).run_all()
+    cands = read_jsonl(tmp_path / "run" / "it1" / "candidates" / "part-00000.jsonl")
+    assert [len(c["texts"]) for c in cands] == [2, 2] and cands[0]["generator"].startswith("hf_local:")
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())["steps"]
+    assert man["it1.pairs"]["pairs"] == 0 and man["it1.pairs"]["skipped_unparseable"] == 2
+    assert man["it1.train"]["note"].startswith("no pairs") and tr.calls == []
+    assert s["models"]["M2"] == s["models"]["M1"]

@@ -35,6 +35,18 @@ class PolicyEngineConfig(StrictModel):
                             engine_kwargs=self.engine_kwargs)
 
 
+class FanoutConfig(StrictModel):
+    """Candidate generation through the labelling area's Ray Data fan-out
+    (``feedback.pipeline.generate_candidates``): one engine per actor, ``concurrency``
+    actors (one per GPU on a cluster). Off = the driver calls its engine directly, which is
+    fastest for one small local model."""
+
+    enabled: bool = False
+    concurrency: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    num_gpus: float = Field(default=0, ge=0)
+
+
 class TeacherConfig(StrictModel):
     """The teacher: a real engine, or (``kind: replay``) a *simulated* teacher that replays
     reference answers from an OASST-style file (rank-0 answer per question)."""
@@ -99,6 +111,7 @@ class AlignConfig(StrictModel):
     max_answer_chars: int | None = Field(default=256, ge=16)
     seed: int = 0
     policy_engine: PolicyEngineConfig = Field(default_factory=PolicyEngineConfig)
+    fanout: FanoutConfig = Field(default_factory=FanoutConfig)
     generation: SamplingParams = Field(default_factory=lambda: SamplingParams(
         max_tokens=96, temperature=0.8, top_p=0.95))
     judge: SamplingParams = Field(default_factory=lambda: SamplingParams(

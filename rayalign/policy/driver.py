@@ -264,14 +264,36 @@ class AlignLoop:
         step = f"it{t}.candidates"
         n = 1 if self.cfg.recipe == "teacher-demo" else self.cfg.n_candidates
         if not self.run.is_done(step):
-            rows = self._chunked(f"it{t}/candidates", prompts, lambda ps: sample_candidates(
-                self._policy_engine(policy), ps, n, params=self.cfg.generation,
-                max_answer_chars=self.cfg.max_answer_chars), self.cfg.policy_engine.batch_size * 4)
+            if self.cfg.fanout.enabled:
+                gen = lambda ps: self._fanout_candidates(policy, ps, n)  # noqa: E731
+                chunk = self.cfg.fanout.batch_size * self.cfg.fanout.concurrency * 4
+            else:
+                gen = lambda ps: sample_candidates(  # noqa: E731
+                    self._policy_engine(policy), ps, n, params=self.cfg.generation,
+                    max_answer_chars=self.cfg.max_answer_chars)
+                chunk = self.cfg.policy_engine.batch_size * 4
+            rows = self._chunked(f"it{t}/candidates", prompts, gen, chunk)
             n_err = sum(len(r["errors"]) for r in rows)
             self.run.mark_done(step, prompts=len(rows), candidates=n, errors=n_err)
             self.run.log_metrics(step=step, iteration=t, prompts=len(rows), errors=n_err)
         return [CandidateSet(**r) for p in sorted(self.run.sub(f"it{t}", "candidates").glob("part-*.jsonl"))
                 for r in read_jsonl(p)]
+
+    def _fanout_candidates(self, policy: str, prompts: list[PromptRecord], n: int) -> list[CandidateSet]:
+        """Candidates through the Ray Data fan-out (engines built inside its actors)."""
+        from rayalign.feedback.pipeline import generate_candidates
+        from rayalign.policy.prompts import response_messages
+
+        self._release_engines()
+        fo = self.cfg.fanout
+        wrapped = [p.model_copy(update={"prompt": response_messages(
+            p.prompt, self.cfg.max_answer_chars)[0]["content"]}) for p in prompts]
+        ecfg = self.cfg.policy_engine.for_model(policy).model_copy(update={"params": self.cfg.generation})
+        got = generate_candidates(wrapped, ecfg, n=n, concurrency=fo.concurrency,
+                                  batch_size=fo.batch_size, num_gpus=fo.num_gpus)
+        return [CandidateSet(prompt_id=p.id, prompt=p.prompt, texts=list(c.texts[:n]),
+                             generator=c.generator, errors=[c.error] if c.error else [])
+                for p, c in zip(prompts, got)]
 
     def step_judge(self, t: int, policy: str, sets: list[CandidateSet]) -> list[JudgedSet]:
         step = f"it{t}.judgments"
