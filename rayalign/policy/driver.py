@@ -184,7 +184,11 @@ class AlignLoop:
                 self._teacher = ReplayEngine({q: a for q, (_, a) in best.items()},
                                              name="oasst-best-human-answer")
             else:
-                self._teacher = self.engine_factory(t.engine)  # type: ignore[arg-type]
+                ecfg = t.engine
+                assert ecfg is not None
+                if ecfg.kind in ("hf_local", "vllm"):  # "tiny", "smollm2", dirs -> local path
+                    ecfg = ecfg.model_copy(update={"model": resolve_model_path(ecfg.model)})
+                self._teacher = self.engine_factory(ecfg)
         return self._teacher
 
     def data(self) -> dict[str, Any]:
