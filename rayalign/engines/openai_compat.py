@@ -29,6 +29,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx2
 import openai
 
 from rayalign.engines.base import GenerationRequest, GenerationResult
@@ -139,8 +140,6 @@ class OpenAICompatEngine:
 
     # -- lifecycle --------------------------------------------------------------------
     def _make_client(self, url: str) -> openai.AsyncOpenAI:
-        import httpx2
-
         timeout = httpx2.Timeout(self.cfg.timeout_s, connect=min(10.0, self.cfg.timeout_s))
         limits = httpx2.Limits(max_connections=self.cfg.concurrency_per_endpoint + 8,
                                max_keepalive_connections=self.cfg.concurrency_per_endpoint + 8)
@@ -251,13 +250,20 @@ class OpenAICompatEngine:
             ep.assigned += 1
             try:
                 async with ep.sem:
-                    raw = await ep.client.chat.completions.with_raw_response.create(**self._kwargs(req))
-                    completion = raw.parse()
-                choices = sorted(completion.choices, key=lambda c: c.index)
+                    # The client's generic ``post`` (its documented way to call any endpoint)
+                    # keeps its auth, retries and Retry-After handling but skips the typed
+                    # request transform and response model construction, which cost ~1.5 ms
+                    # of CPU per request and capped throughput at a few hundred in flight.
+                    resp = await ep.client.post("/chat/completions", body=self._kwargs(req),
+                                                cast_to=httpx2.Response)
+                    data = resp.json()
+                choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
+                if not choices:
+                    raise ValueError("response has no choices")
                 return GenerationResult(
                     id=req.id,
-                    texts=[c.message.content or "" for c in choices],
-                    finish_reasons=[str(c.finish_reason or "") for c in choices],
+                    texts=[(c.get("message") or {}).get("content") or "" for c in choices],
+                    finish_reasons=[str(c.get("finish_reason") or "") for c in choices],
                     latency_s=time.monotonic() - t0,
                     attempts=max(box[0], 1),
                 )
