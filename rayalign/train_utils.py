@@ -181,12 +181,13 @@ def worker_setup() -> tuple[int, int]:
     return ctx.get_world_rank(), ctx.get_world_size()
 
 
-def resume_checkpoint_dir() -> tuple[Any, str | None, Path | None]:
-    """Latest Ray Train checkpoint: (holder, HF checkpoint path, final-model checkpoint dir).
+def resume_checkpoint_dir() -> tuple[Path | None, str | None, Path | None]:
+    """Latest Ray Train checkpoint: (local copy, HF checkpoint path, final-model dir).
 
-    The holder keeps a downloaded checkpoint alive while the trainer reads it (call
-    ``holder.__exit__`` when done). A *final* checkpoint means an earlier attempt finished
-    training and only the export was lost: the worker re-reports it instead of training.
+    The checkpoint is copied to a local temp dir first: Ray Train prunes old checkpoints
+    (``num_to_keep``) while training goes on, and on a cluster storage is remote anyway.
+    A *final* checkpoint means an earlier attempt finished training and only the export was
+    lost: the worker re-reports it instead of training again.
     """
     import ray.train
     from ray.train.huggingface.transformers import RayTrainReportCallback
@@ -194,12 +195,23 @@ def resume_checkpoint_dir() -> tuple[Any, str | None, Path | None]:
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return None, None, None
-    cm = ckpt.as_directory()
-    d = Path(cm.__enter__())
+    d = Path(tempfile.mkdtemp(prefix="rayalign-resume-"))
+    ckpt.to_directory(str(d))
+    log.warning("resuming from Ray Train checkpoint %s", ckpt.path)
     if (d / "final" / FINAL_MARKER).is_file():
-        return cm, None, d
+        return d, None, d
     hf = d / RayTrainReportCallback.CHECKPOINT_NAME
-    return cm, (str(hf) if hf.is_dir() else None), None
+    return d, (str(hf) if hf.is_dir() else None), None
+
+
+def checkpoint_step(hf_checkpoint: str | None) -> int:
+    """The optimizer step an HF checkpoint was taken at (0 = fresh start)."""
+    import json
+
+    if not hf_checkpoint:
+        return 0
+    state = Path(hf_checkpoint) / "trainer_state.json"
+    return int(json.loads(state.read_text()).get("global_step", 0)) if state.is_file() else 0
 
 
 def rereport_final(rank: int, ckpt_dir: Path) -> None:

@@ -68,16 +68,17 @@ def _dpo_worker(cfg: dict[str, Any]) -> None:
         callbacks=[RayTrainReportCallback(),
                    tu.make_fault_callback(cfg.get("fail_at_step"), holder is None, rank)])
     trainer = prepare_trainer(trainer)
+    resumed_step = tu.checkpoint_step(resume_from)
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume_from)
     metrics = tu.summarize_log_history(trainer.state.log_history)
     metrics.update({"train_seconds_this_attempt": time.perf_counter() - t0,
                     "global_step": trainer.state.global_step, "world_size": world,
-                    "train_loss": out.training_loss})
+                    "resumed_from_step": resumed_step, "train_loss": out.training_loss})
     tu.save_and_report_final(trainer, rank, tu.causal_lm_final_builder(base, tok, bool(lora)),
                              metrics)
     if holder is not None:
-        holder.__exit__(None, None, None)
+        shutil.rmtree(holder, ignore_errors=True)
     shutil.rmtree(workdir, ignore_errors=True)
 
 

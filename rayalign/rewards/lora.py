@@ -141,12 +141,13 @@ def _rm_worker(cfg: dict[str, Any]) -> None:
         callbacks=[RayTrainReportCallback(),
                    tu.make_fault_callback(cfg.get("fail_at_step"), first_attempt, rank)])
     trainer = prepare_trainer(trainer)
+    resumed_step = tu.checkpoint_step(resume_from)
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - t0
     metrics = tu.summarize_log_history(trainer.state.log_history)
     metrics.update({
-        "train_seconds_this_attempt": seconds, "resumed_from_step": _step_of(resume_from),
+        "train_seconds_this_attempt": seconds, "resumed_from_step": resumed_step,
         "global_step": trainer.state.global_step, "world_size": world,
         "train_loss": out.training_loss,
         "num_tokens": float(metrics.get("num_tokens", 0.0)),
@@ -163,17 +164,8 @@ def _rm_worker(cfg: dict[str, Any]) -> None:
 
     tu.save_and_report_final(trainer, rank, make_final, metrics)
     if holder is not None:
-        holder.__exit__(None, None, None)
+        shutil.rmtree(holder, ignore_errors=True)
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _step_of(ckpt: str | None) -> int:
-    if not ckpt:
-        return 0
-    state = Path(ckpt) / "trainer_state.json"
-    if state.is_file():
-        return int(json.loads(state.read_text()).get("global_step", 0))
-    return 0
 
 
 # ---------------------------------------------------------------------------------------
