@@ -74,7 +74,9 @@ class RewardModelConfig(StrictModel):
 
 class CurveConfig(StrictModel):
     smooth_frac: float = Field(default=0.05, gt=0.0, lt=0.5)
-    slope_factor: float = Field(default=2.0, gt=1.0)
+    #: elbow/knee = first/last point whose slope is under slope_factor × the middle's median
+    #: slope. 1.3 was chosen on HH seeds 0-1 (benchmarks/rlthf_hh.py); 2.0 is more conservative.
+    slope_factor: float = Field(default=1.3, gt=1.0)
 
 
 class RLTHFConfig(StrictModel):
@@ -95,7 +97,10 @@ class RLTHFConfig(StrictModel):
     backoff_schedule: list[float] = Field(default_factory=lambda: list(PAPER_BACKOFF_SCHEDULE))
     backoff_after: float = Field(default=PAPER_BACKOFF_AFTER, ge=0.0, lt=1.0)
     train_on_flips: bool = True
-    cross_fit_folds: int = Field(default=0, ge=0, description="0 = off; k ≥ 2 scores each pair with an RM not trained on it")
+    #: Beyond the paper: score each pair with an RM not trained on it (k folds), so the RM
+    #: cannot hide label noise it memorised. None = auto: 5 for embedding_head (cheap),
+    #: 0 (the paper's plain margins) for lora, where k extra trainings per iteration cost GPU hours.
+    cross_fit_folds: int | None = Field(default=None, ge=0)
 
     baselines: list[Literal["ai_only", "random", "full_human"]] = Field(
         default_factory=lambda: ["ai_only", "random", "full_human"])
@@ -110,3 +115,9 @@ class RLTHFConfig(StrictModel):
         if self.cross_fit_folds == 1:
             raise ValueError("cross_fit_folds must be 0 (off) or ≥ 2")
         return self
+
+    @property
+    def effective_cross_fit_folds(self) -> int:
+        if self.cross_fit_folds is not None:
+            return self.cross_fit_folds
+        return 5 if self.reward_model.backend == "embedding_head" else 0

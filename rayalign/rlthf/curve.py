@@ -67,15 +67,15 @@ def _fallback(n: int, reason: str, margins: np.ndarray) -> CurveAnalysis:
 def analyze_curve(
     margins_desc: np.ndarray,
     smooth_frac: float = 0.05,
-    slope_factor: float = 2.0,
+    slope_factor: float = 1.3,
 ) -> CurveAnalysis:
     """Find elbow, knee and reflection point on margins sorted from high to low.
 
     The slope of the smoothed curve is compared with the median slope of its central half
     (the flat region): the elbow is the first position whose slope falls below
-    ``slope_factor`` × that median, the knee the last such position. ``slope_factor`` = 2
-    puts them at roughly the 12th and 88th percentile of a Gaussian margin distribution,
-    and closer to the bend for the heavy tails a noisy-label RM produces.
+    ``slope_factor`` × that median, the knee the last such position. For a Gaussian margin
+    distribution ``slope_factor`` = 2 puts them near the 12th and 88th percentiles and 1.3
+    near the 23rd and 77th; a noisy-label RM's heavy tails move both towards the ends.
     """
     m = np.asarray(margins_desc, dtype=float)
     n = int(m.size)

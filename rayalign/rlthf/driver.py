@@ -263,7 +263,7 @@ class RLTHFLoop:
                                 [w for _, _, w in train], out_dir)
 
     def _shard_diff(self, model, train: list[tuple[str, str, float]]) -> np.ndarray:
-        k = self.cfg.cross_fit_folds
+        k = self.cfg.effective_cross_fit_folds
         if k >= 2:
             return cross_fitted_diff(self.backend, [self.by_id[i] for i, _, _ in train],
                                      [lab for _, lab, _ in train], [w for _, _, w in train],
