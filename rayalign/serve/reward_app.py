@@ -15,7 +15,8 @@ or too-long texts get a 4xx with a message naming the field, never a 500. Binds
 127.0.0.1 unless told otherwise. Replicas and autoscaling come from :class:`RMServeConfig`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see real classes in the
+# endpoint signatures inside the Serve deployment, not strings.
 
 import argparse
 import asyncio
