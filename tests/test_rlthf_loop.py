@@ -156,3 +156,25 @@ def test_bad_config_values_rejected_naming_file_and_field(override, field):
 def test_quickstart_config_is_valid():
     cfg = load_config(RLTHFConfig, REPO / "jobs" / "configs" / "quickstart.yaml")
     assert cfg.labeller.kind == "simulated" and cfg.human.kind == "simulated"
+
+
+@pytest.mark.slow
+def test_loop_with_lora_reward_model_on_ray_train(ray_local, tmp_path):
+    """The same loop with ``backend: lora`` (TRL RewardTrainer + PEFT under Ray Train)."""
+    from rayalign.models.tiny import build_tiny_causal_lm
+
+    base = build_tiny_causal_lm(tmp_path / "tiny")
+    cfg = validate_config(RLTHFConfig, {
+        "name": "lora", "data": {"path": "bundled:hh_rlhf_harmless", "limit": 60},
+        "ground_truth": {"mode": "raw"}, "iterations": 1, "human_budget_pct": 10.0,
+        "baselines": [],
+        "reward_model": {"backend": "lora", "lora": {
+            "base_model": str(base), "num_epochs": 1, "effective_batch_size": 16,
+            "per_device_batch_size": 8, "max_length": 64, "lora": {"r": 4, "alpha": 8}}},
+    })
+    assert cfg.effective_cross_fit_folds == 0
+    summary = RLTHFLoop(cfg, tmp_path / "run").run_loop()
+    assert [r["iteration"] for r in summary["iterations"]] == [0, 1]
+    assert summary["iterations"][1]["human_count"] == 5
+    assert (tmp_path / "run" / "final" / "rm").is_dir()
+    assert len(read_jsonl(tmp_path / "run" / "final" / "relabelled_trl.jsonl")) == 48

@@ -230,7 +230,8 @@ class RLTHFLoop:
                     raise HumanLabelsPending(
                         f"human batch {batch_id} ({len(missing)} pairs) is not finished; "
                         f"label it (rayalign annotate serve --run {self.run.path}) and rerun to continue")
-                log.info("waiting for human batch %s (%d pairs)...", batch_id, len(missing))
+                log.info("waiting for human batch %s (%d pairs); label it in the annotation page: "
+                         "rayalign annotate serve --run %s", batch_id, len(missing), self.run.path)
                 time.sleep(self.cfg.human.poll_seconds)
                 got = human.request_labels(batch_id, items, ai, rationales)
             rows = [{"id": i, "label": got[i], "batch": batch_id, "annotator": human.name,
