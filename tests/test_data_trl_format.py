@@ -94,3 +94,15 @@ def test_implicit_prompt_conversational_and_bad_rows():
 def test_empty_dataset_has_columns():
     ds = to_hf_dataset([])
     assert len(ds) == 0 and set(ds.column_names) == {"prompt", "chosen", "rejected"}
+
+
+def test_model_dump_rows_reload_with_ids_sources_and_meta(hh, tmp_path):
+    """Pairs written as their model_dump() JSONL come back identical through load_preferences."""
+    import json
+
+    from rayalign.data.loaders import load_preferences
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p.model_dump()) + "\n" for p in hh[:50]))
+    back = load_preferences(path)
+    assert [p.model_dump() for p in back] == [p.model_dump() for p in hh[:50]]
