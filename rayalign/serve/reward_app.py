@@ -240,3 +240,12 @@ def add_serve_command(subparsers) -> None:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--replicas", type=int, default=None)
     p.set_defaults(func=_cmd_serve_rm)
+
+
+def app_builder(args: dict[str, Any]):
+    """Ray Serve application builder (``import_path: rayalign.serve.reward_app:app_builder``):
+    ``args`` are :class:`RMServeConfig` fields, validated like any config."""
+    from rayalign.config import validate_config
+
+    cfg = validate_config(RMServeConfig, dict(args), "serve application args")
+    return build_deployment(cfg)
