@@ -51,7 +51,10 @@ def synthetic_pairs(n: int, tag: str) -> list[PairwiseItem]:
                          response_b=f"I don't know ({i}).") for i in range(n)]
 
 
-def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool) -> list[dict]:
+def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool, server_pid: int) -> list[dict]:
+    import psutil
+
+    server = psutil.Process(server_pid)
     rows = []
     for c in cs:
         n = 8 * c
@@ -60,16 +63,20 @@ def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool) -> list[d
         judge = PairwiseJudge(eng, both_orders=False, parse_retries=0)
         judge.judge(synthetic_pairs(min(c, 8), f"warm{c}"))  # open connections, warm the loop
         items = synthetic_pairs(n, f"c{c}")
-        t0 = time.perf_counter()
+        s0 = sum(server.cpu_times()[:2])
+        t0, c0 = time.perf_counter(), time.process_time()
         js = judge.judge(items)
         wall = time.perf_counter() - t0
+        cpu_ms = 1000 * (time.process_time() - c0) / n
+        srv_ms = 1000 * (sum(server.cpu_times()[:2]) - s0) / n
         eng.close()
         ok = sum(1 for j in js if j.error is None)
         assert len(js) == n
         limit = c / latency
         rows.append({"setting": f"fake server L={latency:g}s, in-process", "C": c, "labels": n,
                      "ok": ok, "wall_s": wall, "labels_per_s": n / wall, "limit": limit,
-                     "pct_limit": 100 * n / wall / limit, "agreement": None})
+                     "pct_limit": 100 * n / wall / limit, "agreement": None,
+                     "client_cpu_ms": cpu_ms, "server_cpu_ms": srv_ms})
         print(f"  C={c}: {n / wall:.1f} labels/s ({100 * n / wall / limit:.0f}% of {limit:.0f})", flush=True)
     if with_ray:
         from rayalign.config import RayConfig
@@ -88,12 +95,13 @@ def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool) -> list[d
         limit = c / latency
         rows.append({"setting": f"fake server L={latency:g}s, Ray Data 2 actors x {c // 2}", "C": c,
                      "labels": n, "ok": st.n_ok, "wall_s": st.wall_s, "labels_per_s": n / st.wall_s,
-                     "limit": limit, "pct_limit": 100 * n / st.wall_s / limit, "agreement": None})
+                     "limit": limit, "pct_limit": 100 * n / st.wall_s / limit, "agreement": None,
+                     "client_cpu_ms": None, "server_cpu_ms": None})
         print(f"  Ray Data C={c}: {n / st.wall_s:.1f} labels/s", flush=True)
     return rows
 
 
-def real_rows(n_pairs: int) -> list[dict]:
+def real_rows(n_pairs: int, dump: str | None = None) -> list[dict]:
     from rayalign.engines.hf_local import HFLocalEngine
     from rayalign.engines.base import SamplingParams
     from rayalign.feedback.agreement import judge_agreement
@@ -116,10 +124,14 @@ def real_rows(n_pairs: int) -> list[dict]:
         js = judge.judge(items)
         wall = time.perf_counter() - t0
         ag = judge_agreement(items, js)
+        if dump:
+            from rayalign.runs import write_jsonl
+
+            write_jsonl(Path(dump) / f"smollm2_{'both' if both else 'one'}.jsonl", js)
         rows.append({"setting": f"SmolLM2-135M hf_local CPU, HH pairs, {'both orders' if both else 'one order'}",
                      "C": 4, "labels": len(items), "ok": sum(1 for j in js if j.error is None),
                      "wall_s": wall, "labels_per_s": len(items) / wall, "limit": None, "pct_limit": None,
-                     "agreement": ag})
+                     "agreement": ag, "client_cpu_ms": None, "server_cpu_ms": None})
         print(f"  smollm2 both={both}: {len(items) / wall:.2f} labels/s, {json.dumps(ag)}", flush=True)
     return rows
 
@@ -129,15 +141,19 @@ def fmt(v, spec: str) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("\n| setting | C | labels | ok | wall s | labels/s | limit C/L | % of limit | "
-          "agreement (decided / ties½ / coverage / share A) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    import os as _os
+
+    print(f"\nmachine: {_os.cpu_count()} CPUs, load average at the end {_os.getloadavg()[0]:.1f}")
+    print("| setting | C | labels | ok | wall s | labels/s | limit C/L | % of limit | "
+          "client CPU ms/label | server CPU ms/label | agreement (decided / ties½ / coverage / share A) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         ag = r["agreement"]
         ag_s = "—" if not ag else (f"{fmt(ag['accuracy_decided'], '.2f')} / {fmt(ag['accuracy_ties_half'], '.2f')}"
                                    f" / {ag['coverage']:.2f} / {fmt(ag['share_a'], '.2f')}")
         print(f"| {r['setting']} | {r['C']} | {r['labels']} | {r['ok']} | {r['wall_s']:.2f} | "
-              f"{r['labels_per_s']:.2f} | {fmt(r['limit'], '.0f')} | {fmt(r['pct_limit'], '.0f')} | {ag_s} |")
+              f"{r['labels_per_s']:.2f} | {fmt(r['limit'], '.0f')} | {fmt(r['pct_limit'], '.0f')} | "
+              f"{fmt(r['client_cpu_ms'], '.2f')} | {fmt(r['server_cpu_ms'], '.2f')} | {ag_s} |")
 
 
 def main() -> None:
@@ -148,17 +164,18 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--no-real", action="store_true")
     ap.add_argument("--no-fake", action="store_true")
+    ap.add_argument("--dump", help="folder for the real-model judgments (JSONL), to inspect raw answers")
     args = ap.parse_args()
     rows: list[dict] = []
     if not args.no_fake:
         proc, url = start_server(args.latency)
         try:
-            rows += fake_rows(url, args.latency, [int(c) for c in args.cs.split(",")], not args.no_ray)
+            rows += fake_rows(url, args.latency, [int(c) for c in args.cs.split(",")], not args.no_ray, proc.pid)
         finally:
             proc.terminate()
             proc.wait(10)
     if not args.no_real:
-        rows += real_rows(args.real_pairs)
+        rows += real_rows(args.real_pairs, args.dump)
     print_table(rows)
 
 

@@ -77,6 +77,17 @@ def test_label_and_eval_judge_cli_in_process(ray_local, tmp_path, capsys):
         n1 = len(srv.requests)
         assert main(["label", "--config", str(cfg_path)]) == 0  # resume: all from the cache
         assert len(srv.requests) == n1 == 12
+        prompts = tmp_path / "prompts.jsonl"
+        prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"say {i}"}) + "\n" for i in range(5)))
+        gpath = tmp_path / "gen.yaml"
+        with FakeOpenAIServer(answer=lambda m: "echo " + m[-1]["content"]) as gen_srv:
+            gpath.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "gen"), "input": str(prompts), "n": 2,
+                                             "engine": {"kind": "openai", "model": "fake",
+                                                        "base_urls": [gen_srv.base_url]}}))
+            assert main(["generate", "--config", str(gpath)]) == 0
+        cands = [json.loads(x) for x in (tmp_path / "gen" / "candidates.jsonl").read_text().splitlines()]
+        assert [c["prompt_id"] for c in cands] == [f"q{i}" for i in range(5)]
+        assert all(c["texts"] == [f"echo say {i}"] * 2 for i, c in enumerate(cands))
         jpath = tmp_path / "judge.yaml"
         jpath.write_text(yaml.safe_dump({**judge, "both_orders": False}))
         assert main(["eval", "judge", "--judge-config", str(jpath), "--data", str(inp),
