@@ -23,6 +23,7 @@ from rayalign.feedback.templates import (
     ("After reading both, Response B is clearly better.", "B"),
     ("Reasoning...\n\nB", "B"),
     ("`Preference: Response A`", "A"),
+    ("Preference: <Response B>", "B"),
 ])
 def test_pairwise_variants(text, label):
     assert parse_pairwise(text).label == label
@@ -32,6 +33,9 @@ def test_pairwise_variants(text, label):
     "", "I cannot decide.", "Preference: Both", "Preference: A tie",
     "Response A is better in tone but Response B is better in substance.",
     "lorem ipsum dolor sit amet }{ <<<>>> 42",
+    "Preference: <Response A or Response B>",  # the format line echoed back is not a vote
+    'preference: "Response A" or "Response B"',
+    "Preference: 1. Read the task, the criteria",  # an echoed numbered list
 ])
 def test_pairwise_failures_keep_raw_text(text):
     with pytest.raises(ParseError) as ei:

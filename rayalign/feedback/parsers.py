@@ -34,11 +34,16 @@ class ScoreVerdict:
 
 
 _MD = re.compile(r"\*+|`+|#+|^>+|__", re.MULTILINE)
-_OPTION = r"(?:response|output|answer|assistant|model|candidate)?\s*[-_ ]?\s*\(?\s*(a|b|1|2)\s*\)?"
+_OPTION = r"(response|output|answer|assistant|model|candidate)?\s*[-_ ]?\s*\(?\s*(a|b|1|2)\s*\)?"
 _PREF_KEY = re.compile(
     r"(?:preference|preferred(?:\s+response)?|better\s+response|winner|verdict|final\s+answer|answer)"
-    r"\s*[:=]\s*[\"'\[]*\s*" + _OPTION + r"(?![a-z0-9])(?!\s+(?:tie|and|or|nor)\b)",
-    re.IGNORECASE)
+    r"\s*[:=]\s*[\"'\[<]*\s*" + _OPTION + r"(?![a-z0-9])(.*)$",
+    re.IGNORECASE | re.MULTILINE)
+# "A or B", "A and B", "A tie": the line names no single winner.
+_NOT_A_VOTE = re.compile(r"^[\"'>\])]*\s*(?:or|and|nor|tie)\b", re.IGNORECASE)
+# A bare option ("Preference: 1") must end its line: "Preference: 1. Read the task" is an
+# echoed numbered list, not a vote.
+_BARE_END = re.compile(r"^[\"'>\]).,;:!\s]*$")
 _BRACKETS = re.compile(r"\[\[\s*(a|b|1|2)\s*\]\]", re.IGNORECASE)
 _PHRASES = [
     re.compile(r"(?:response|output)\s*\(?(a|b|1|2)\)?\s+is\s+(?:clearly\s+|slightly\s+|much\s+)?"
@@ -70,7 +75,8 @@ def parse_pairwise(text: str, truncated: bool = False) -> PairVerdict:
     clean = _clean(text)
     if not clean.strip():
         raise ParseError("empty judge output", text)
-    keyed = _PREF_KEY.findall(clean)
+    keyed = [opt for prefix, opt, rest in _PREF_KEY.findall(clean)
+             if not _NOT_A_VOTE.match(rest) and (prefix or _BARE_END.match(rest))]
     if keyed:
         return PairVerdict(_to_label(keyed[-1]), _rationale(clean))
     brackets = _BRACKETS.findall(clean)

@@ -113,12 +113,15 @@ def _messages(system: str, user: str) -> Messages:
 
 
 def _answer_format(cot: bool) -> str:
+    # The format line names both options inside one placeholder: a model that merely echoes
+    # it produces "Preference: <Response A or Response B>", which the parser rejects, instead
+    # of a line that reads as a vote for A.
     if cot:
         return ("Answer in exactly this format, and write nothing after it:\n"
                 "Rationale: <two or three sentences of reasoning>\n"
-                "Preference: Response A  (or: Preference: Response B)")
+                "Preference: <Response A or Response B>")
     return ("Answer with one line in exactly this format and nothing else:\n"
-            "Preference: Response A  (or: Preference: Response B)")
+            "Preference: <Response A or Response B>")
 
 
 def _few_shot_block(examples: list[FewShotExample], cot: bool) -> str:
@@ -136,7 +139,7 @@ def _few_shot_block(examples: list[FewShotExample], cot: bool) -> str:
 
 RLTHF_PAIRWISE = JudgeTemplate(
     name="rlthf_pairwise",
-    version="1",
+    version="2",
     kind="pairwise",
     system=("You compare two candidate replies to the same input and decide which one "
             "better satisfies the criteria you are given. You are impartial: the order in "
