@@ -8,7 +8,7 @@ share of that limit reached. One extra row runs the same through the Ray Data pi
 (``label_pairs``: 2 actors x C/2 in flight each).
 
 Part 2 — a real model: SmolLM2-135M-Instruct judging HH-RLHF harmless pairs on CPU through
-``HFLocalEngine`` (greedy, verdict only), labels/s and agreement with the human labels
+``HFLocalEngine`` (greedy, verdict only, answer prefilled with "Preference: Response"), labels/s and agreement with the human labels
 (pairs shown in a seeded random A/B order), one order and both orders.
 
     .venv/bin/python benchmarks/label_throughput.py [--latency 1.0] [--cs 1,8,32,128,256]
@@ -115,8 +115,9 @@ def real_rows(n_pairs: int, dump: str | None = None) -> list[dict]:
     eng = HFLocalEngine(EngineConfig(kind="hf_local", model="smollm2", batch_size=4, max_input_tokens=768))
     load_s = time.perf_counter() - t0
     print(f"  smollm2 loaded in {load_s:.1f}s", flush=True)
-    opts = PromptOptions(chain_of_thought=False)
-    params = SamplingParams(max_tokens=12, temperature=0.0)
+    # A 135M model cannot follow the answer format on its own: start its answer for it.
+    opts = PromptOptions(chain_of_thought=False, answer_prefill="Preference: Response")
+    params = SamplingParams(max_tokens=4, temperature=0.0)
     rows = []
     for both in (False, True):
         judge = PairwiseJudge(eng, both_orders=both, options=opts, params=params, parse_retries=0)

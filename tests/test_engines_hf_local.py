@@ -68,3 +68,12 @@ def test_hf_judge_through_build_judge_records_parse_errors(tiny_dir):
     js = judge.judge(items)
     assert [j.item_id for j in js] == [it.id for it in items]
     assert all(j.label is None and j.error.startswith("parse error") and j.raw for j in js)
+
+
+def test_prefill_continues_the_assistant_message(tiny_dir):
+    from rayalign.engines.hf_local import render_chat
+
+    eng = build_engine(EngineConfig(kind="hf_local", model=tiny_dir))
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Preference: Response"}]
+    text = render_chat(eng.tokenizer, msgs)
+    assert text.endswith("Preference: Response")  # no end-of-turn, no new assistant header

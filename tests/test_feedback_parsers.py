@@ -36,6 +36,7 @@ def test_pairwise_variants(text, label):
     "Preference: <Response A or Response B>",  # the format line echoed back is not a vote
     'preference: "Response A" or "Response B"',
     "Preference: 1. Read the task, the criteria",  # an echoed numbered list
+    "Preference: Response",  # a prefill the model did not continue
 ])
 def test_pairwise_failures_keep_raw_text(text):
     with pytest.raises(ParseError) as ei:

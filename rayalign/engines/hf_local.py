@@ -30,11 +30,18 @@ def _resolve(spec: str) -> tuple[str, str, str | None]:
 
 
 def render_chat(tokenizer: Any, messages: list[Message]) -> str:
-    """The prompt text: the tokenizer's chat template, or a plain transcript without one."""
+    """The prompt text: the tokenizer's chat template, or a plain transcript without one.
+
+    A trailing assistant message is a *prefill*: the model continues it instead of starting
+    a new turn (the returned text is only the continuation).
+    """
+    prefill = bool(messages) and messages[-1]["role"] == "assistant"
     if getattr(tokenizer, "chat_template", None):
+        if prefill:
+            return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     parts = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n\n".join(parts) + "\n\nAssistant:"
+    return "\n\n".join(parts) if prefill else "\n\n".join(parts) + "\n\nAssistant:"
 
 
 class HFLocalEngine:
@@ -119,7 +126,7 @@ class HFLocalEngine:
                 for s in p.stop or []:
                     if s in text:
                         text, stopped = text[:text.index(s)], True
-                texts_k.append(text.strip())
+                texts_k.append(text if r.messages[-1]["role"] == "assistant" else text.strip())
                 reasons.append("stop" if ended or stopped else "length")
             results.append(GenerationResult(id=r.id, texts=texts_k, finish_reasons=reasons))
         return results

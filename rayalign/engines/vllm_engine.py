@@ -74,10 +74,17 @@ class VLLMEngine:
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         if not requests:
             return []
+        prefill = [r.messages[-1]["role"] == "assistant" for r in requests]
+        if any(prefill) and not all(prefill):  # vLLM takes one flag per call: split the batch
+            a = [r for r, p in zip(requests, prefill) if p]
+            b = [r for r, p in zip(requests, prefill) if not p]
+            by_id = {x.id: x for x in self.generate(a) + self.generate(b)}
+            return [by_id[r.id] for r in requests]
         try:
             outs = self.llm.chat([r.messages for r in requests],
                                  sampling_params=[self._sampling(r.params) for r in requests],
-                                 use_tqdm=False)
+                                 use_tqdm=False, add_generation_prompt=not prefill[0],
+                                 continue_final_message=prefill[0])
         except Exception as err:  # one bad batch: rows with errors, not a crashed job
             log.warning("vllm batch of %d failed: %r", len(requests), err)
             return [GenerationResult(id=r.id, error=f"vllm failed: {err!r}") for r in requests]

@@ -94,6 +94,9 @@ def _ask(engine: Engine, template: JudgeTemplate, prompts: dict[str, Messages],
                 out[rid] = _Outcome(error=f"request failed: {res.error or 'no text returned'}")
                 continue
             text = res.texts[0]
+            last = prompts[rid][-1]
+            if last["role"] == "assistant":  # a prefilled answer: the model continued it
+                text = last["content"] + text
             truncated = bool(res.finish_reasons) and res.finish_reasons[0] == "length"
             try:
                 out[rid] = _Outcome(verdict=template.parse(text, truncated=truncated), raw=text)

@@ -56,6 +56,10 @@ class PromptOptions(StrictModel):
     few_shot: list[FewShotExample] = Field(default_factory=list)
     #: Ask for a short rationale before the verdict (chain of thought); off = verdict only.
     chain_of_thought: bool = True
+    #: Start the judge's answer for it (e.g. "Preference: Response"), so a small model only
+    #: has to write the letter. Honoured by local engines (hf_local, vllm, our Serve app);
+    #: hosted APIs treat a trailing assistant message as history, so leave it unset there.
+    answer_prefill: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,10 @@ class JudgeTemplate:
             prompt=prompt.strip(), response_a=response_a.strip(), response_b=response_b.strip(),
             answer_format=_answer_format(opts.chain_of_thought),
         )
-        return _messages(self.system, user)
+        msgs = _messages(self.system, user)
+        if opts.answer_prefill:
+            msgs.append({"role": "assistant", "content": opts.answer_prefill})
+        return msgs
 
     def render_score(self, prompt: str, response: str) -> Messages:
         if self.kind != "score":
