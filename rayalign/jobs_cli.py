@@ -114,16 +114,16 @@ def _client(address: str | None):
 
 
 def submit(config_path: str, address: str | None = None, job: str | None = None,
-           wait: bool = False, timeout_s: float = 3600, **kw: Any) -> str:
-    """Submit; return the job id. With ``wait`` block until it ends and raise if it failed."""
+           wait: bool = False, timeout_s: float = 3600, **kw: Any) -> tuple[str, str | None]:
+    """Submit; return (job id, final status or None). ``wait`` blocks until the job ends."""
     spec = build_submission(config_path, job=job, **kw)
     client = _client(address)
     job_id = client.submit_job(**spec)
-    if wait:
-        status = wait_for(client, job_id, timeout_s)
-        if status != "SUCCEEDED":
-            raise RuntimeError(f"job {job_id} ended {status}; see `rayalign logs {job_id}`")
-    return job_id
+    status = wait_for(client, job_id, timeout_s) if wait else None
+    if status is not None and status != "SUCCEEDED":
+        tail = client.get_job_logs(job_id).splitlines()[-40:]
+        sys.stderr.write("\n".join(tail) + "\n")
+    return job_id, status
 
 
 def wait_for(client, job_id: str, timeout_s: float) -> str:
@@ -145,11 +145,16 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"--env {bad[0]!r} must look like KEY=VALUE")
     env = dict(kv.split("=", 1) for kv in args.env)
-    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
-    job_id = submit(args.config, address=args.address, job=args.job, wait=args.wait,
-                    timeout_s=args.timeout, env=env, extra_args=extra,
-                    entrypoint_num_gpus=args.entrypoint_gpus)
-    print(json.dumps({"job_id": job_id}))
+    import shlex
+
+    extra = shlex.split(args.job_args)
+    job_id, status = submit(args.config, address=args.address, job=args.job, wait=args.wait,
+                            timeout_s=args.timeout, env=env, extra_args=extra,
+                            entrypoint_num_gpus=args.entrypoint_gpus)
+    print(json.dumps({"job_id": job_id, "status": status}))
+    if status is not None and status != "SUCCEEDED":
+        print(f"job {job_id} ended {status}; full logs: rayalign logs {job_id}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -189,8 +194,9 @@ def register(subparsers) -> None:
                    help="GPUs reserved for the driver process itself")
     p.add_argument("--wait", action="store_true", help="block until the job ends")
     p.add_argument("--timeout", type=float, default=3600)
-    p.add_argument("extra", nargs=argparse.REMAINDER,
-                   help="after --: more arguments for the job, e.g. -- --set train.beta=0.2")
+    p.add_argument("--job-args", default="",
+                   help="more arguments for the job, one string, e.g. "
+                        "--job-args='--set train.beta=0.2 --run-dir /shared/runs/x'")
     p.set_defaults(func=_cmd_submit)
     p = subparsers.add_parser("status", help="status of a submitted job")
     p.add_argument("job_id")

@@ -269,6 +269,20 @@ def save_and_report_final(trainer, rank: int, make_final: Callable[[Path, Path],
         ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
 
 
+def peak_memory_bytes() -> int:
+    """Peak memory of this process: CUDA allocator peak on GPU, else peak RSS."""
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            return int(torch.cuda.max_memory_allocated())
+    except Exception:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
+
+
 def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:
     """The last value of each logged metric, plus the first training loss (for the record)."""
     out: dict[str, Any] = {}

@@ -84,7 +84,9 @@ def local_ray_cluster():
 
     ray_bin = Path(sys.executable).parent / "ray"
     gcs, dash = _free_port(), _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # The job's `python` is the one on the head's PATH, as with an activated venv.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
     temp = Path("/tmp") / f"rayjobs{gcs}"
     proc = subprocess.Popen(
@@ -124,10 +126,10 @@ def test_submit_status_logs_against_a_real_local_cluster(local_ray_cluster, tmp_
     run_dir = tmp_path / "rm_job"
     out = subprocess.run(
         [str(rayalign_bin), "submit", "jobs/configs/rm_tiny.yaml", "--address", address,
-         "--wait", "--timeout", "600", "--", "--run-dir", str(run_dir),
-         "--set", "rm.num_epochs=1"],
+         "--wait", "--timeout", "600",
+         "--job-args", f"--run-dir {run_dir} --set rm.num_epochs=1"],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=700)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stderr[-6000:]
     job_id = json.loads(out.stdout.strip().splitlines()[-1])["job_id"]
     st = subprocess.run([str(rayalign_bin), "status", job_id, "--address", address],
                         env=env, capture_output=True, text=True, timeout=60)

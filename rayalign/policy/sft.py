@@ -65,7 +65,7 @@ def _sft_worker(cfg: dict[str, Any]) -> None:
     out = trainer.train(resume_from_checkpoint=resume_from)
     metrics = tu.summarize_log_history(trainer.state.log_history)
     metrics.update({"train_seconds_this_attempt": time.perf_counter() - t0,
-                    "global_step": trainer.state.global_step, "world_size": world,
+                    "global_step": trainer.state.global_step, "world_size": world, "peak_mem_bytes": tu.peak_memory_bytes(),
                     "resumed_from_step": resumed_step, "train_loss": out.training_loss})
     tu.save_and_report_final(trainer, rank, tu.causal_lm_final_builder(base, tok, bool(lora)),
                              metrics)

@@ -148,7 +148,7 @@ def _rm_worker(cfg: dict[str, Any]) -> None:
     metrics = tu.summarize_log_history(trainer.state.log_history)
     metrics.update({
         "train_seconds_this_attempt": seconds, "resumed_from_step": resumed_step,
-        "global_step": trainer.state.global_step, "world_size": world,
+        "global_step": trainer.state.global_step, "world_size": world, "peak_mem_bytes": tu.peak_memory_bytes(),
         "train_loss": out.training_loss,
         "num_tokens": float(metrics.get("num_tokens", 0.0)),
     })
