@@ -26,13 +26,13 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def run_one(seed: int, errors: str, gt_mode: str, args, cache: Path, root: Path) -> dict:
+def run_one(seed: int, errors: str, gt_mode: str, audit: int, args, cache: Path, root: Path) -> dict:
     from rayalign.config import validate_config
     from rayalign.rlthf.config import RLTHFConfig
     from rayalign.rlthf.driver import RLTHFLoop
 
     cfg = validate_config(RLTHFConfig, {
-        "name": f"bench-{errors}-{gt_mode}-{seed}", "seed": seed,
+        "name": f"bench-{errors}-{gt_mode}-{seed}-audit{audit}", "seed": seed, "flip_audit": audit,
         "data": {"path": "bundled:hh_rlhf_harmless", "test_fraction": 0.2, "shards": args.shards},
         "labeller": {"kind": "simulated", "simulated": {"target_agreement": args.agreement,
                                                         "errors": errors, "seed": seed}},
@@ -40,7 +40,8 @@ def run_one(seed: int, errors: str, gt_mode: str, args, cache: Path, root: Path)
         "reward_model": {"embedding_head": {"cache_dir": str(cache), "num_actors": args.actors}},
         "iterations": args.iterations, "human_budget_pct": args.budget,
         "cross_fit_folds": args.cross_fit,
-        "baselines": ["ai_only", "random", "full_human"], "final_relabel": True,
+        "baselines": ["ai_only", "random", "full_human"] if audit == args.flip_audit[0] else [],
+        "final_relabel": True,
     })
     loop = RLTHFLoop(cfg, root / cfg.name)
     loop._report = lambda: None  # the benchmark prints a table; no per-run HTML needed
@@ -64,7 +65,9 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2.0, help="human %% of the shard per iteration")
     ap.add_argument("--shards", type=int, default=1)
-    ap.add_argument("--cross-fit", type=int, default=0)
+    ap.add_argument("--cross-fit", type=int, default=None, help="folds (default: the config's auto = 5)")
+    ap.add_argument("--flip-audit", type=int, nargs="+", default=[0, 6],
+                    help="human labels per iteration spent auditing flips (0 = the paper's algorithm)")
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/rayalign/embeddings"))
     args = ap.parse_args()
@@ -80,23 +83,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for gt_mode in args.ground_truth:
             for errors in args.errors:
-                for seed in args.seeds:
-                    s = run_one(seed, errors, gt_mode, args, cache, Path(tmp))
+                for seed, audit in [(s, a) for a in args.flip_audit for s in args.seeds]:
+                    s = run_one(seed, errors, gt_mode, audit, args, cache, Path(tmp))
                     ai = s["iterations"][0]
                     last = s["iterations"][-1]
-                    rows = {("AI-only", 0): (ai["curated_acc"], ai["rm_test_acc"], 0.0)}
+                    rows = {("AI-only", 0): (ai["curated_acc"], ai["rm_test_acc"], 0.0)} if s["baselines"] else {}
+                    name = "RLTHF" if audit == 0 else f"RLTHF+audit{audit}"
                     for r in s["iterations"][1:]:
-                        rows[("RLTHF", r["iteration"])] = (r["curated_acc"], r["rm_test_acc"], r["human_pct"])
+                        rows[(name, r["iteration"])] = (r["curated_acc"], r["rm_test_acc"], r["human_pct"])
                     rand = [b for b in s["baselines"] if b["method"] == "random"]
                     for i, b in enumerate(sorted(rand, key=lambda b: b["human_count"]), 1):
                         rows[("Random", i)] = (b["curated_acc"], b["rm_test_acc"], b["human_pct"])
-                    full = [b for b in s["baselines"] if b["method"] == "full_human"][0]
-                    rows[("Full-human", 0)] = (full["curated_acc"], full["rm_test_acc"], full["human_pct"])
+                    full = [b for b in s["baselines"] if b["method"] == "full_human"]
+                    if full:
+                        rows[("Full-human", 0)] = (full[0]["curated_acc"], full[0]["rm_test_acc"], full[0]["human_pct"])
                     for (method, k), (cur, test, hp) in rows.items():
                         roi = (cur - ai["curated_acc"]) * 100 / hp if hp else None
                         d = results.setdefault((gt_mode, errors, method, k), {"cur": [], "test": [], "hp": [], "roi": []})
                         d["cur"].append(cur); d["test"].append(test); d["hp"].append(hp); d["roi"].append(roi)
-                    print(f"[{time.time() - t0:5.0f}s] {gt_mode}/{errors}/seed {seed}: AI {100 * ai['curated_acc']:.1f}% "
+                    print(f"[{time.time() - t0:5.0f}s] {gt_mode}/{errors}/seed {seed}/audit {audit}: AI {100 * ai['curated_acc']:.1f}% "
                           f"-> RLTHF {100 * last['curated_acc']:.1f}% at {last['human_pct']:.1f}% human",
                           file=sys.stderr)
 
@@ -104,18 +109,18 @@ def main() -> int:
     print(f"RLTHF on HH-RLHF harmless ({len(args.seeds)} seeds; SIMULATED labeller at "
           f"{100 * args.agreement:.0f}% agreement, SIMULATED human; {args.budget}% of shard per iteration; "
           f"RM: MiniLM + Bradley-Terry head)")
-    hdr = f"| {'ground truth':<12} | {'labeller errors':<15} | {'method':<10} | {'iter':>4} | {'human %':>7} | {'curated-label acc %':>19} | {'RM test acc %':>15} | {'ROI (pts / 1% human)':>20} |"
+    hdr = f"| {'ground truth':<12} | {'labeller errors':<15} | {'method':<14} | {'iter':>4} | {'human %':>7} | {'curated-label acc %':>19} | {'RM test acc %':>15} | {'ROI (pts / 1% human)':>20} |"
     print(hdr)
     print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
-    order = {"AI-only": 0, "RLTHF": 1, "Random": 2, "Full-human": 3}
-    for key in sorted(results, key=lambda k: (k[0], k[1], order[k[2]], k[3])):
+    order = {"AI-only": 0, "RLTHF": 1, "Random": 3, "Full-human": 4}
+    for key in sorted(results, key=lambda k: (k[0], k[1], order.get(k[2], 2), k[2], k[3])):
         gt_mode, errors, method, k = key
         d = results[key]
         hp = statistics.mean(d["hp"])
         roi = [r for r in d["roi"] if r is not None]
         roi_s = fmt(roi, 1.0) if roi else "-"
-        it = str(k) if method in ("RLTHF", "Random") else ""
-        print(f"| {gt_mode:<12} | {errors:<15} | {method:<10} | {it:>4} | {hp:7.1f} | {fmt(d['cur']):>19} | "
+        it = str(k) if method.startswith("RLTHF") or method == "Random" else ""
+        print(f"| {gt_mode:<12} | {errors:<15} | {method:<14} | {it:>4} | {hp:7.1f} | {fmt(d['cur']):>19} | "
               f"{fmt(d['test']):>15} | {roi_s:>20} |")
     print(f"\ntotal {time.time() - t0:.0f}s")
     return 0

@@ -119,3 +119,18 @@ def test_training_set_amplifies_humans_and_dedups():
     assert [r[0] for r in rows] == ["b"]
     with pytest.raises(ValueError):
         build_training_set(labels=labels, human_ids=set(), trusted=[], flips=[], amplification=0)
+
+
+def test_flip_audit_sample_is_seeded_and_precision_counts_agreement():
+    from rayalign.rlthf.select import audit_precision, audit_sample
+
+    flips = [f"f{i}" for i in range(50)]
+    a = audit_sample(flips, 6, seed="audit:0:1")
+    assert len(a) == 6 == len(set(a)) and set(a) <= set(flips)
+    assert a == audit_sample(flips, 6, seed="audit:0:1") != audit_sample(flips, 6, seed="audit:0:2")
+    assert audit_sample(flips[:3], 6, seed="s") and len(audit_sample(flips[:3], 6, seed="s")) == 3
+    assert audit_sample([], 6, seed="s") == [] and audit_sample(flips, 0, seed="s") == []
+    labels = {"x": "A", "y": "A", "z": "B"}
+    # flipped labels would be B, B, A: the human agrees on x and z
+    assert audit_precision(["x", "y", "z"], labels, {"x": "B", "y": "A", "z": "A"}) == pytest.approx(2 / 3)
+    assert audit_precision(["x"], labels, {}) is None

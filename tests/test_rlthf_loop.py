@@ -129,6 +129,19 @@ def test_resume_after_crash_never_asks_twice(ray_local, tmp_path, embed_cache):
     assert [r["human_count"] for r in summary["iterations"]] == [0, 12, 24]
 
 
+def test_flip_audit_spends_budget_and_gates_flips(ray_local, tmp_path, embed_cache):
+    cfg = small_config(embed_cache, flip_audit=4, baselines=[], final_relabel=False)
+    summary = RLTHFLoop(cfg, tmp_path / "run").run_loop()
+    for r in summary["iterations"][:-1]:
+        assert r["human_batch"] == 12                    # the audit is paid from the same budget
+        if r["flip_candidates"]:
+            assert r["flip_audit"] == min(4, r["flip_candidates"])
+            applied = r["flips"] == r["flip_candidates"]
+            assert applied == (r["flip_audit_precision"] >= cfg.flip_audit_min_precision)
+        else:
+            assert r["flip_audit"] == 0 and r["flips"] == 0
+
+
 def test_resume_with_changed_config_is_refused(ray_local, tmp_path, embed_cache):
     cfg = small_config(embed_cache, iterations=1, baselines=[], final_relabel=False)
     RLTHFLoop(cfg, tmp_path / "run").run_loop()

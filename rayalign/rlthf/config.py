@@ -97,6 +97,12 @@ class RLTHFConfig(StrictModel):
     backoff_schedule: list[float] = Field(default_factory=lambda: list(PAPER_BACKOFF_SCHEDULE))
     backoff_after: float = Field(default=PAPER_BACKOFF_AFTER, ge=0.0, lt=1.0)
     train_on_flips: bool = True
+    #: Beyond the paper: spend this many of each iteration's human labels on a random sample
+    #: of the flip candidates, and skip the flips when people agree with fewer than
+    #: ``flip_audit_min_precision`` of them. Guards against an RM whose confident
+    #: disagreements are wrong (measured on HH's raw labels, where unaudited flips hurt).
+    flip_audit: int = Field(default=0, ge=0)
+    flip_audit_min_precision: float = Field(default=0.6, gt=0.0, le=1.0)
     #: Beyond the paper: score each pair with an RM not trained on it (k folds), so the RM
     #: cannot hide label noise it memorised. None = auto: 5 for embedding_head (cheap),
     #: 0 (the paper's plain margins) for lora, where k extra trainings per iteration cost GPU hours.

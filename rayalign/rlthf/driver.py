@@ -29,7 +29,13 @@ from rayalign.rlthf.config import RLTHFConfig
 from rayalign.rlthf.curve import analyze_curve
 from rayalign.rlthf.ground_truth import GroundTruth, clean_ground_truth
 from rayalign.rlthf.labelling import get_ai_labels
-from rayalign.rlthf.select import backoff_for_iteration, build_training_set, select
+from rayalign.rlthf.select import (
+    audit_precision,
+    audit_sample,
+    backoff_for_iteration,
+    build_training_set,
+    select,
+)
 from rayalign.runs import RunDir, atomic_write_json, read_jsonl, write_jsonl
 
 log = logging.getLogger("rayalign.rlthf")
@@ -326,9 +332,18 @@ class RLTHFLoop:
             budget = max(1, int(round(cfg.human_budget_pct / 100.0 * len(self.shard_ids))))
             beta = backoff_for_iteration(k + 1, cfg.backoff_schedule, cfg.backoff_after)
             sel = select(order, curve, budget=budget, backoff=beta, already_human=already)
-            answers = self._ask_humans(f"iter{k:02d}", sel.human_batch, state.labels)
+            audit = audit_sample(sel.flips, min(cfg.flip_audit, budget), seed=f"audit:{cfg.seed}:{k}")
+            if audit:  # the audit is paid from this iteration's budget
+                sel.human_batch = sel.human_batch[: max(0, budget - len(audit))]
+            answers = self._ask_humans(f"iter{k:02d}", sel.human_batch + audit, state.labels)
+            flips = sel.flips
+            precision = audit_precision(audit, state.labels, {i: a["label"] for i, a in answers.items()})
+            if precision is not None and precision < cfg.flip_audit_min_precision:
+                log.warning("iteration %d: people agreed with only %.0f%% of %d audited flips; "
+                            "the %d flips are not applied", k, 100 * precision, len(audit), len(flips))
+                flips = []
             new_labels, origins = dict(state.labels), dict(state.origins)
-            for i in sel.flips:
+            for i in flips:
                 new_labels[i] = _flip(new_labels[i])
                 origins[i] = "flip"
             for i, a in answers.items():
@@ -336,16 +351,18 @@ class RLTHFLoop:
                 origins[i] = "human"
             human_ids = {i for i in self.shard_ids if origins.get(i) == "human"}
             train = build_training_set(labels=new_labels, human_ids=human_ids, trusted=sel.trusted,
-                                       flips=sel.flips, amplification=cfg.amplification,
+                                       flips=flips, amplification=cfg.amplification,
                                        train_on_flips=cfg.train_on_flips)
             nxt = LoopState(labels=new_labels, origins=origins, train=train)
-            row.update({"flips": len(sel.flips), "human_batch": len(answers), "backoff": beta,
-                        "trusted": len(sel.trusted)})
+            row.update({"flips": len(flips), "flip_candidates": len(sel.flips), "human_batch": len(answers),
+                        "backoff": beta, "trusted": len(sel.trusted), "flip_audit": len(audit),
+                        "flip_audit_precision": precision})
             if self.gt:
-                row["flips_correct"] = sum(new_labels[i] == self.gt.labels[i] for i in sel.flips)
+                row["flips_correct"] = sum(new_labels[i] == self.gt.labels[i] for i in flips)
                 row["human_batch_ai_wrong"] = sum(state.labels[i] != self.gt.labels[i] for i in answers)
             atomic_write_json(it_dir / "selection.json", {**sel.to_dict(), "amplification": cfg.amplification,
-                                                          "backoff": beta, "budget": budget})
+                                                          "backoff": beta, "budget": budget,
+                                                          "flip_audit": audit, "flips_applied": flips == sel.flips})
             write_jsonl(it_dir / "human_labels.jsonl", list(answers.values()))
             atomic_write_json(it_dir / "next_state.json", nxt.to_json())
         atomic_write_json(it_dir / "curve.json", {**curve.to_dict(),

@@ -6,6 +6,7 @@ landmarks and the label state, and return id lists. The driver applies and persi
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -107,3 +108,19 @@ def build_training_set(
     for i in human_ids:
         rows[i] = (i, labels[i], float(amplification))
     return list(rows.values())
+
+
+def audit_sample(flips: Sequence[str], n: int, seed: str) -> list[str]:
+    """A seeded random sample of flip candidates for people to check (same on every rerun)."""
+    if n <= 0 or not flips:
+        return []
+    return random.Random(seed).sample(list(flips), min(n, len(flips)))
+
+
+def audit_precision(audited: Sequence[str], labels: dict[str, str], answers: dict[str, str]) -> float | None:
+    """Share of audited flips where the human agrees with the flipped label (None: no answers)."""
+    judged = [i for i in audited if i in answers]
+    if not judged:
+        return None
+    flipped = {"A": "B", "B": "A"}
+    return sum(answers[i] == flipped[labels[i]] for i in judged) / len(judged)
