@@ -86,3 +86,46 @@ def test_two_workers_rank_heldout_pairs_and_resume_after_a_killed_worker(ray_loc
 
     # A finished output dir is reused, never retrained.
     assert train_lora_rm(train, _cfg(tiny_lm, workers=2), out) == model_dir
+
+
+@pytest.mark.slow
+def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path):
+    """Kill the whole `rayalign rm train` process (driver, embedded Ray and workers) after
+    its first checkpoint; the same command again continues from that checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    exe = Path(sys.executable).parent / "rayalign"
+    run_dir = tmp_path / "rm_run"
+    cmd = [str(exe), "rm", "train", "--config", "jobs/configs/rm_tiny.yaml",
+           "--run-dir", str(run_dir), "--set", "rm.checkpoint_every_steps=2"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpts = run_dir / "ray_train" / "rm"
+    deadline = time.monotonic() + 300
+    try:
+        while not (ckpts.is_dir() and any(p.name.startswith("checkpoint_")
+                                          and (p / "checkpoint" / "trainer_state.json").is_file()
+                                          for p in ckpts.iterdir())):
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert not (run_dir / "model" / "rayalign_rm.json").exists()
+
+    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    meta = json.loads((run_dir / "model" / "rayalign_rm.json").read_text())
+    assert meta["metrics"]["resumed_from_step"] >= 2
+    assert meta["metrics"]["global_step"] == 12  # 64 pairs / 16 x 3 epochs
+    assert "held-out preference accuracy" in out.stdout

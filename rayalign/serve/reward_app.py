@@ -53,6 +53,9 @@ class RMServeConfig(StrictModel):
     num_cpus_per_replica: float = Field(default=1.0, ge=0)
     num_gpus_per_replica: float = Field(default=0.0, ge=0)
     max_batch_size: int = Field(default=32, ge=1)
+    # Requests one replica accepts at once; must exceed max_batch_size / items-per-request
+    # or batches never fill (Ray Serve's default is 5).
+    max_ongoing_requests: int = Field(default=64, ge=1)
     batch_wait_timeout_s: float = Field(default=0.01, ge=0)
     max_items_per_request: int = Field(default=256, ge=1)
     max_text_chars: int = Field(default=20_000, ge=1)
@@ -120,6 +123,7 @@ def build_deployment(cfg: RMServeConfig):
         name="RewardModel",
         ray_actor_options={"num_cpus": cfg.num_cpus_per_replica,
                            "num_gpus": cfg.num_gpus_per_replica},
+        max_ongoing_requests=cfg.max_ongoing_requests,
         **({"autoscaling_config": cfg.autoscaling.model_dump()} if cfg.autoscaling
            else {"num_replicas": cfg.num_replicas}),
     )
