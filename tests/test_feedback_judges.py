@@ -123,7 +123,7 @@ def _writer(path: str, start: int) -> None:
 
 def test_cache_concurrent_writers(tmp_path):
     path = str(tmp_path / "c.sqlite")
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")  # the children only write sqlite: fork is safe and fast
     procs = [ctx.Process(target=_writer, args=(path, s)) for s in (0, 25, 50)]
     for p in procs:
         p.start()
