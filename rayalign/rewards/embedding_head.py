@@ -127,9 +127,16 @@ def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size
     )
     keys: list[str] = []
     vecs: list[np.ndarray] = []
+    step, next_log = max(256, len(rows) // 10), 0
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         keys.extend(str(k) for k in batch["key"])
         vecs.append(batch["emb"])
+        if len(keys) >= next_log and len(keys) < len(rows):
+            # Progress for the person waiting: the encoder is the one slow step on a CPU.
+            rate = len(keys) / max(time.time() - t0, 1e-9)
+            log.info("embedded %d/%d texts (%.0f/s, about %.0fs left)", len(keys), len(rows), rate,
+                     (len(rows) - len(keys)) / max(rate, 1e-9))
+            next_log = len(keys) + step
     if len(keys) != len(rows):
         raise RuntimeError(f"encoder returned {len(keys)} vectors for {len(rows)} texts")
     dt = time.time() - t0
