@@ -153,14 +153,15 @@ def main(argv=None) -> int:
                "5_best": rm["perfect_score_best"], "exact_match": rm["exact_match"],
                "spearman": rm["spearman"], "kendall_tau": rm["kendall_tau"],
                "unparsed_scores": f"{rm['n_unparsed']}/{rm['n_responses']}",
-               "alpaca_win_rate": win.win_rate, "alpaca_W/T/L": f"{win.wins}/{win.ties}/{win.losses}"}
+               "alpaca_win_rate": win.win_rate,
+               "alpaca_W/T/L/err": f"{win.wins}/{win.ties}/{win.losses}/{win.errors}"}
         rows.append(row)
     h2h = []
     for name in list(models)[1:]:
         _, s = head_to_head(judge, prompts, answers[name], answers["SFT (M1)"], name, "SFT (M1)")
         h2h.append(s)
-        next(r for r in rows if r["model"] == name)["h2h_vs_M1_W/T/L"] = f"{s.wins}/{s.ties}/{s.losses}"
-    rows[0]["h2h_vs_M1_W/T/L"] = "-"
+        next(r for r in rows if r["model"] == name)["h2h_vs_M1_W/T/L/err"] = f"{s.wins}/{s.ties}/{s.losses}/{s.errors}"
+    rows[0]["h2h_vs_M1_W/T/L/err"] = "-"
     for r in rows:
         st = pair_stats.get(r["model"].split(" ")[0], {})
         r["dpo_pairs"] = st.get("pairs", "-")
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
         f"timings (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}",
     ]
     cols = ["model", "pairwise_acc", "best_of_n", "5_best", "exact_match", "spearman", "kendall_tau",
-            "unparsed_scores", "h2h_vs_M1_W/T/L", "alpaca_win_rate", "alpaca_W/T/L", "dpo_pairs",
+            "unparsed_scores", "h2h_vs_M1_W/T/L/err", "alpaca_win_rate", "alpaca_W/T/L/err", "dpo_pairs",
             "skipped(tie/unparsed)", "wall_s"]
     paths = write_table(rows, out, "self_teacher", "Self-reward vs teacher-guided DPO vs SFT (small scale)",
                         cols, notes)
