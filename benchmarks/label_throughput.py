@@ -5,7 +5,7 @@ answers every request after a fixed latency L. A ``PairwiseJudge`` (one order, s
 request per label; parsing included) over ``OpenAICompatEngine`` with C requests in flight
 can at best produce C / L labels/s. We label 8*C pairs per C and report labels/s and the
 share of that limit reached. One extra row runs the same through the Ray Data pipeline
-(``label_pairs``: 2 actors x C/2 in flight each).
+(``label_pairs``: 2 actors x C/2 in flight each, 32*C pairs, actor start-up included).
 
 Part 2 — a real model: SmolLM2-135M-Instruct judging HH-RLHF harmless pairs on CPU through
 ``HFLocalEngine`` (greedy, verdict only, answer prefilled with "Preference: Response"), labels/s and agreement with the human labels
@@ -89,8 +89,9 @@ def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool, server_pi
         cfg = JudgeConfig(kind="openai", model="fake", base_urls=[url], both_orders=False,
                           concurrency=2, concurrency_per_endpoint=c // 2, actor_batch_size=256,
                           parse_retries=0, timeout_s=30)
-        label_pairs_with_stats(synthetic_pairs(8, "raywarm"), cfg, concurrency=2)  # actor start-up
-        n = 8 * c
+        # Each label_pairs call starts its own actor pool (~5 s here): a fixed cost that a
+        # real labelling job amortises over hours; 32 waves make it visible but not dominant.
+        n = 32 * c
         js, st = label_pairs_with_stats(synthetic_pairs(n, "ray"), cfg, concurrency=2)
         limit = c / latency
         rows.append({"setting": f"fake server L={latency:g}s, Ray Data 2 actors x {c // 2}", "C": c,
