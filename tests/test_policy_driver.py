@@ -185,3 +185,20 @@ def test_candidates_through_the_ray_data_fanout(tmp_path, ray_local):
     assert man["it1.pairs"]["pairs"] == 0 and man["it1.pairs"]["skipped_unparseable"] == 2
     assert man["it1.train"]["note"].startswith("no pairs") and tr.calls == []
     assert s["models"]["M2"] == s["models"]["M1"]
+
+
+def test_prompt_file_source_and_bad_row(tmp_path):
+    good = tmp_path / "p.jsonl"
+    good.write_text('{"prompt": "Name a red fruit."}\n{"prompt": "Say hi."}\n')
+    cfg = _cfg(tmp_path, iterations=1, prompts={"source": "file", "path": str(good), "n_prompts": 2},
+               eval={"rm_groups": 0}, sft={"enabled": False})
+    AlignLoop(cfg, engine_factory=CountingFactory(), run_dpo=FakeTrainer()).run_all()
+    got = read_jsonl(tmp_path / "run" / "it1" / "prompts.jsonl")
+    assert sorted(p["prompt"] for p in got) == ["Name a red fruit.", "Say hi."]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
+    cfg2 = _cfg(tmp_path, run_dir=str(tmp_path / "run2"), iterations=1,
+                prompts={"source": "file", "path": str(bad), "n_prompts": 2},
+                eval={"rm_groups": 0}, sft={"enabled": False})
+    with pytest.raises(ValueError, match=r"bad.jsonl, row 1, field 'prompt'"):
+        AlignLoop(cfg2, engine_factory=CountingFactory(), run_dpo=FakeTrainer()).run_all()

@@ -250,7 +250,13 @@ class AlignLoop:
             else:
                 if not pc.path:
                     raise ValueError("prompts.source 'file' needs prompts.path")
-                pool = [r["prompt"] for r in read_jsonl(Path(pc.path))]
+                pool = []
+                for i, r in enumerate(read_jsonl(Path(pc.path))):
+                    if not isinstance(r, dict) or not isinstance(r.get("prompt"), str) \
+                            or not r["prompt"].strip():
+                        raise ValueError(f"file {pc.path}, row {i}, field 'prompt': "
+                                         "must be a non-empty string")
+                    pool.append(r["prompt"])
             # Each iteration draws fresh prompts (no prompt is trained on twice).
             order = list(pool)
             random.Random(self.cfg.seed).shuffle(order)
