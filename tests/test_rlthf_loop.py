@@ -142,6 +142,32 @@ def test_flip_audit_spends_budget_and_gates_flips(ray_local, tmp_path, embed_cac
             assert r["flip_audit"] == 0 and r["flips"] == 0
 
 
+def test_loop_with_a_real_judge_over_http(ray_local, tmp_path, embed_cache):
+    """labeller.kind: judge — the OpenAI-compatible path (a local fake server), cached on rerun."""
+    from fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        server.plan = ["garbage", "500"]  # the first requests fail; retried, nothing lost
+        judge = {"kind": "openai", "model": "fake-judge", "base_urls": [server.base_url],
+                 "api_key_env": "RAYALIGN_TEST_KEY", "both_orders": False, "concurrency": 1,
+                 "max_retries": 2, "timeout_s": 10}
+        cfg = small_config(embed_cache, iterations=1, baselines=[], final_relabel=False,
+                           data={"path": "bundled:hh_rlhf_harmless", "limit": 60},
+                           labeller={"kind": "judge", "judge": judge},
+                           ground_truth={"mode": "raw"})
+        summary = RLTHFLoop(cfg, tmp_path / "run").run_loop()
+        judged = server.n_requests()
+        assert judged >= 48                           # every shard pair was asked (plus retries)
+        assert not summary["simulated_labeller"]
+        rows = read_jsonl(tmp_path / "run" / "data" / "ai_judgments.jsonl")
+        assert len(rows) == 48 and all(not r["simulated"] for r in rows)
+        # the fake judge always answers "Response A"
+        assert all(r["label"] == "A" for r in rows if r["error"] is None)
+        # a second run on a new run dir sharing nothing re-asks; the same run dir asks nothing
+        RLTHFLoop(cfg, tmp_path / "run").run_loop()
+        assert server.n_requests() == judged
+
+
 def test_resume_with_changed_config_is_refused(ray_local, tmp_path, embed_cache):
     cfg = small_config(embed_cache, iterations=1, baselines=[], final_relabel=False)
     RLTHFLoop(cfg, tmp_path / "run").run_loop()
