@@ -111,6 +111,10 @@ class RLTHFConfig(StrictModel):
     baselines: list[Literal["ai_only", "random", "full_human"]] = Field(
         default_factory=lambda: ["ai_only", "random", "full_human"])
     final_relabel: bool = True
+    #: ``rm``: the final RM labels every train pair (the paper), human answers kept.
+    #: ``curated_then_rm``: the shard keeps its curated labels (human, flipped, trusted AI),
+    #: the RM labels only the rest — better when the RM is weaker than the curation.
+    final_labels: Literal["rm", "curated_then_rm"] = "rm"
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")

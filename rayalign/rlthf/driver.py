@@ -441,20 +441,30 @@ class RLTHFLoop:
         shutil.copytree(rm_src, final_dir / "rm")
         diff = self.backend.reward_diff(model, self.train_items)
         ledger = self._load_human_ledger()
+        keep_curated = self.cfg.final_labels == "curated_then_rm"
+        rm_labels: dict[str, str] = {}
         rows, trl = [], []
         for it, d in zip(self.train_items, diff):
             lab, origin = ("A" if d >= 0 else "B"), "final_rm"
+            rm_labels[it.id] = lab
             if it.id in ledger:
                 lab, origin = ledger[it.id]["label"], "human"
+            elif keep_curated and it.id in state.labels:
+                lab, origin = state.labels[it.id], f"curated_{state.origins[it.id]}"
             rows.append({"id": it.id, "label": lab, "origin": origin, "reward_diff": float(d)})
             p = it.to_preference(lab)
             trl.append({"id": p.id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected})
         write_jsonl(final_dir / "relabelled.jsonl", rows)
         write_jsonl(final_dir / "relabelled_trl.jsonl", trl)
-        info: dict[str, Any] = {"pairs": len(rows), "from_iteration": final_iter}
+        info: dict[str, Any] = {"pairs": len(rows), "from_iteration": final_iter,
+                                "labels": self.cfg.final_labels}
         if self.gt:
             labels = {r["id"]: r["label"] for r in rows}
-            info["relabel_acc"] = _acc(labels, self.gt.labels, [it.id for it in self.train_items])
+            train_ids = [it.id for it in self.train_items]
+            info["relabel_acc"] = _acc(labels, self.gt.labels, train_ids)
+            # Both ways, whichever was written: tells whether the RM or the curation is better.
+            info["rm_only_acc"] = _acc({**rm_labels, **{i: r["label"] for i, r in ledger.items()
+                                                         if i in rm_labels}}, self.gt.labels, train_ids)
             outside = [it.id for it in self.train_items if it.id not in set(self.shard_ids)]
             if outside:
                 info["relabel_acc_outside_shard"] = _acc(labels, self.gt.labels, outside)
