@@ -184,6 +184,8 @@ def test_resume_with_changed_config_is_refused(ray_local, tmp_path, embed_cache)
     ("labeller.kind=replay", "labeller"),
     ("labeller.simulated.target_agreement=0.3", "labeller.simulated.target_agreement"),
     ("itrations=3", "itrations"),
+    ("labeller.judge={kind: openai, concurency: 3}", "concurency"),
+    ("reward_model.lora={lerning_rate: 0.1}", "lerning_rate"),
 ])
 def test_bad_config_values_rejected_naming_file_and_field(override, field):
     path = REPO / "jobs" / "configs" / "quickstart.yaml"

@@ -35,7 +35,7 @@ class LabellerConfig(StrictModel):
     kind: Literal["simulated", "replay", "judge"] = "simulated"
     simulated: SimulatedLabellerConfig = Field(default_factory=SimulatedLabellerConfig)
     replay_path: str | None = None
-    #: a ``rayalign.feedback.config.JudgeConfig`` mapping (validated when used)
+    #: a ``rayalign.feedback.config.JudgeConfig`` mapping
     judge: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -44,6 +44,11 @@ class LabellerConfig(StrictModel):
             raise ValueError("labeller.kind 'replay' needs labeller.replay_path")
         if self.kind == "judge" and not self.judge:
             raise ValueError("labeller.kind 'judge' needs a labeller.judge mapping")
+        if self.judge is not None:  # fail at load time, not after the embeddings are paid for
+            from rayalign.config import validate_config
+            from rayalign.feedback.config import JudgeConfig
+
+            validate_config(JudgeConfig, self.judge, source="labeller.judge")
         return self
 
 
@@ -68,8 +73,17 @@ class GroundTruthConfig(StrictModel):
 class RewardModelConfig(StrictModel):
     backend: Literal["embedding_head", "lora"] = "embedding_head"
     embedding_head: EmbeddingHeadConfig = Field(default_factory=EmbeddingHeadConfig)
-    #: a ``rayalign.rewards.lora.LoraRMConfig`` mapping (validated when used)
+    #: a ``rayalign.rewards.lora.LoraRMConfig`` mapping
     lora: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _lora_valid(self):
+        if self.lora is not None:
+            from rayalign.config import validate_config
+            from rayalign.rewards.lora import LoraRMConfig
+
+            validate_config(LoraRMConfig, self.lora, source="reward_model.lora")
+        return self
 
 
 class CurveConfig(StrictModel):
