@@ -87,29 +87,33 @@ def main() -> int:
                     s = run_one(seed, errors, gt_mode, audit, args, cache, Path(tmp))
                     ai = s["iterations"][0]
                     last = s["iterations"][-1]
-                    rows = {("AI-only", 0): (ai["curated_acc"], ai["rm_test_acc"], 0.0)} if s["baselines"] else {}
+                    rows = {("AI-only", 0): (ai["curated_acc"], ai["rm_test_acc"], 0.0, None)} if s["baselines"] else {}
                     name = "RLTHF" if audit == 0 else f"RLTHF+audit{audit}"
                     for r in s["iterations"][1:]:
-                        rows[(name, r["iteration"])] = (r["curated_acc"], r["rm_test_acc"], r["human_pct"])
+                        final = s["final"].get("relabel_acc") if r is s["iterations"][-1] else None
+                        rows[(name, r["iteration"])] = (r["curated_acc"], r["rm_test_acc"], r["human_pct"], final)
                     rand = [b for b in s["baselines"] if b["method"] == "random"]
                     for i, b in enumerate(sorted(rand, key=lambda b: b["human_count"]), 1):
-                        rows[("Random", i)] = (b["curated_acc"], b["rm_test_acc"], b["human_pct"])
+                        rows[("Random", i)] = (b["curated_acc"], b["rm_test_acc"], b["human_pct"], None)
                     full = [b for b in s["baselines"] if b["method"] == "full_human"]
                     if full:
-                        rows[("Full-human", 0)] = (full[0]["curated_acc"], full[0]["rm_test_acc"], full[0]["human_pct"])
-                    for (method, k), (cur, test, hp) in rows.items():
+                        rows[("Full-human", 0)] = (full[0]["curated_acc"], full[0]["rm_test_acc"], full[0]["human_pct"], None)
+                    for (method, k), (cur, test, hp, relabel) in rows.items():
                         roi = (cur - ai["curated_acc"]) * 100 / hp if hp else None
-                        d = results.setdefault((gt_mode, errors, method, k), {"cur": [], "test": [], "hp": [], "roi": []})
+                        d = results.setdefault((gt_mode, errors, method, k),
+                                               {"cur": [], "test": [], "hp": [], "roi": [], "relabel": []})
                         d["cur"].append(cur); d["test"].append(test); d["hp"].append(hp); d["roi"].append(roi)
+                        d["relabel"].append(relabel)
                     print(f"[{time.time() - t0:5.0f}s] {gt_mode}/{errors}/seed {seed}/audit {audit}: AI {100 * ai['curated_acc']:.1f}% "
                           f"-> RLTHF {100 * last['curated_acc']:.1f}% at {last['human_pct']:.1f}% human",
                           file=sys.stderr)
 
     print()
     print(f"RLTHF on HH-RLHF harmless ({len(args.seeds)} seeds; SIMULATED labeller at "
-          f"{100 * args.agreement:.0f}% agreement, SIMULATED human; {args.budget}% of shard per iteration; "
-          f"RM: MiniLM + Bradley-Terry head)")
-    hdr = f"| {'ground truth':<12} | {'labeller errors':<15} | {'method':<14} | {'iter':>4} | {'human %':>7} | {'curated-label acc %':>19} | {'RM test acc %':>15} | {'ROI (pts / 1% human)':>20} |"
+          f"{100 * args.agreement:.0f}% agreement, SIMULATED human; shard 1/{args.shards}, {args.budget}% of "
+          f"shard per iteration; RM: MiniLM + Bradley-Terry head; curated-label acc is over the shard, "
+          f"human % and final relabel acc over the whole train split)")
+    hdr = f"| {'ground truth':<12} | {'labeller errors':<15} | {'method':<14} | {'iter':>4} | {'human %':>7} | {'curated-label acc %':>19} | {'RM test acc %':>15} | {'ROI (pts / 1% human)':>20} | {'final relabel acc %':>19} |"
     print(hdr)
     print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
     order = {"AI-only": 0, "RLTHF": 1, "Random": 3, "Full-human": 4}
@@ -121,7 +125,7 @@ def main() -> int:
         roi_s = fmt(roi, 1.0) if roi else "-"
         it = str(k) if method.startswith("RLTHF") or method == "Random" else ""
         print(f"| {gt_mode:<12} | {errors:<15} | {method:<14} | {it:>4} | {hp:7.1f} | {fmt(d['cur']):>19} | "
-              f"{fmt(d['test']):>15} | {roi_s:>20} |")
+              f"{fmt(d['test']):>15} | {roi_s:>20} | {fmt(d['relabel']) if any(d['relabel']) else '':>19} |")
     print(f"\ntotal {time.time() - t0:.0f}s")
     return 0
 
