@@ -206,6 +206,11 @@ def stop_reward_server(cfg: RMServeConfig) -> None:
 def _cmd_serve_rm(args: argparse.Namespace) -> int:
     from rayalign.config import load_config, validate_config
 
+    if args.run and not args.model_dir:
+        model = Path(args.run) / "model"
+        if not (model / "config.json").is_file():
+            raise FileNotFoundError(f"--run {args.run}: no trained model at {model}")
+        args.model_dir = str(model)
     if args.config:
         cfg = load_config(RMServeConfig, args.config, args.overrides)
     else:
@@ -238,6 +243,7 @@ def add_serve_command(subparsers) -> None:
     """``rayalign serve rm`` (called by ``rayalign/serve/commands.py``)."""
     p = subparsers.add_parser("rm", help="serve a trained reward model over HTTP (Ray Serve)")
     p.add_argument("--model-dir", help="trained RM directory (e.g. runs/rm/model)")
+    p.add_argument("--run", help="an `rm train` run directory (serves its model/)")
     p.add_argument("--config", help="YAML with RMServeConfig fields (replicas, autoscaling, limits)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
