@@ -51,6 +51,18 @@ def synthetic_pairs(n: int, tag: str) -> list[PairwiseItem]:
                          response_b=f"I don't know ({i}).") for i in range(n)]
 
 
+def run_queue_wait_s() -> float:
+    """Seconds this process's threads spent runnable but waiting for a CPU (Linux schedstat):
+    how much of the wall time other processes on the machine took from us."""
+    total = 0
+    for t in Path("/proc/self/task").glob("*"):
+        try:
+            total += int((t / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
 def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool, server_pid: int) -> list[dict]:
     import psutil
 
@@ -64,10 +76,12 @@ def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool, server_pi
         judge.judge(synthetic_pairs(c, f"warm{c}"))  # open all C connections first (a one-off cost)
         items = synthetic_pairs(n, f"c{c}")
         s0 = sum(server.cpu_times()[:2])
+        w0 = run_queue_wait_s()
         t0, c0 = time.perf_counter(), time.process_time()
         js = judge.judge(items)
         wall = time.perf_counter() - t0
         cpu_ms = 1000 * (time.process_time() - c0) / n
+        waited = run_queue_wait_s() - w0
         srv_ms = 1000 * (sum(server.cpu_times()[:2]) - s0) / n
         eng.close()
         ok = sum(1 for j in js if j.error is None)
@@ -76,7 +90,7 @@ def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool, server_pi
         rows.append({"setting": f"fake server L={latency:g}s, in-process", "C": c, "labels": n,
                      "ok": ok, "wall_s": wall, "labels_per_s": n / wall, "limit": limit,
                      "pct_limit": 100 * n / wall / limit, "agreement": None,
-                     "client_cpu_ms": cpu_ms, "server_cpu_ms": srv_ms})
+                     "client_cpu_ms": cpu_ms, "server_cpu_ms": srv_ms, "cpu_wait_s": waited})
         print(f"  C={c}: {n / wall:.1f} labels/s ({100 * n / wall / limit:.0f}% of {limit:.0f})", flush=True)
     if with_ray:
         from rayalign.config import RayConfig
@@ -97,7 +111,7 @@ def fake_rows(url: str, latency: float, cs: list[int], with_ray: bool, server_pi
         rows.append({"setting": f"fake server L={latency:g}s, Ray Data 2 actors x {c // 2}", "C": c,
                      "labels": n, "ok": st.n_ok, "wall_s": st.wall_s, "labels_per_s": n / st.wall_s,
                      "limit": limit, "pct_limit": 100 * n / st.wall_s / limit, "agreement": None,
-                     "client_cpu_ms": None, "server_cpu_ms": None})
+                     "client_cpu_ms": None, "server_cpu_ms": None, "cpu_wait_s": None})
         print(f"  Ray Data C={c}: {n / st.wall_s:.1f} labels/s", flush=True)
     return rows
 
@@ -133,7 +147,7 @@ def real_rows(n_pairs: int, dump: str | None = None) -> list[dict]:
         rows.append({"setting": f"SmolLM2-135M hf_local CPU, HH pairs, {'both orders' if both else 'one order'}",
                      "C": 4, "labels": len(items), "ok": sum(1 for j in js if j.error is None),
                      "wall_s": wall, "labels_per_s": len(items) / wall, "limit": None, "pct_limit": None,
-                     "agreement": ag, "client_cpu_ms": None, "server_cpu_ms": None})
+                     "agreement": ag, "client_cpu_ms": None, "server_cpu_ms": None, "cpu_wait_s": None})
         print(f"  smollm2 both={both}: {len(items) / wall:.2f} labels/s, {json.dumps(ag)}", flush=True)
     return rows
 
@@ -147,15 +161,17 @@ def print_table(rows: list[dict]) -> None:
 
     print(f"\nmachine: {_os.cpu_count()} CPUs, load average at the end {_os.getloadavg()[0]:.1f}")
     print("| setting | C | labels | ok | wall s | labels/s | limit C/L | % of limit | "
-          "client CPU ms/label | server CPU ms/label | agreement (decided / ties½ / coverage / share A) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "client CPU ms/label | server CPU ms/label | client waited for CPU s | "
+          "agreement (decided / ties½ / coverage / share A) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         ag = r["agreement"]
         ag_s = "—" if not ag else (f"{fmt(ag['accuracy_decided'], '.2f')} / {fmt(ag['accuracy_ties_half'], '.2f')}"
                                    f" / {ag['coverage']:.2f} / {fmt(ag['share_a'], '.2f')}")
         print(f"| {r['setting']} | {r['C']} | {r['labels']} | {r['ok']} | {r['wall_s']:.2f} | "
               f"{r['labels_per_s']:.2f} | {fmt(r['limit'], '.0f')} | {fmt(r['pct_limit'], '.0f')} | "
-              f"{fmt(r['client_cpu_ms'], '.2f')} | {fmt(r['server_cpu_ms'], '.2f')} | {ag_s} |")
+              f"{fmt(r['client_cpu_ms'], '.2f')} | {fmt(r['server_cpu_ms'], '.2f')} | "
+              f"{fmt(r['cpu_wait_s'], '.1f')} | {ag_s} |")
 
 
 def main() -> None:
