@@ -138,3 +138,18 @@ def test_submit_status_logs_against_a_real_local_cluster(local_ray_cluster, tmp_
                           env=env, capture_output=True, text=True, timeout=60).stdout
     assert "held-out preference accuracy" in logs and "model_dir" in logs
     assert (run_dir / "model" / "rayalign_rm.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["rm_tiny.yaml", "rm_a100.yaml", "dpo_tiny.yaml",
+                                  "dpo_a100.yaml", "sft_tiny.yaml"])
+def test_training_job_configs_validate_and_name_existing_local_data(name):
+    from rayalign.config import load_config
+    from rayalign.policy.commands import _resolve
+    from rayalign.policy.train_config import DPOJobConfig, SFTJobConfig
+    from rayalign.rewards.commands import RMTrainJobConfig
+
+    model = {"rm": RMTrainJobConfig, "dpo": DPOJobConfig, "sft": SFTJobConfig}[name.split("_")[0]]
+    path = CONFIGS / name
+    cfg = load_config(model, path)
+    if name.endswith("_tiny.yaml"):  # runnable here: the data ships in jobs/data/
+        assert Path(_resolve(cfg.data.path, str(path))).is_file()
