@@ -66,24 +66,15 @@ def rubric_messages(instruction: str, response: str) -> list[Message]:
 
 
 # EFT targets: a short justification per total, naming which criteria of the rubric hold.
-_CRITERIA = [
-    "it is relevant and gives some information on the question",
-    "it covers a substantial part of the question",
-    "it answers the basic elements of the question usefully",
-    "it is direct, complete, well organised and written as an assistant",
-    "it is precisely tailored, expert and insightful, with nothing extraneous",
-]
+# Kept terse on purpose: a small judge must reach "Score: n" within a short token budget
+# (a long justification cut at max_tokens loses the score and the judgment).
+_CRITERIA = ["relevant", "covers much of the question", "useful answer to its core",
+             "direct, complete and well organised", "expert and precisely tailored"]
 
 
 def eft_rationale(score: int) -> str:
     """A judge answer for a known total: the criteria met, the first one missed, the score."""
     score = max(0, min(5, int(score)))
-    met = _CRITERIA[:score]
-    parts = []
-    if met:
-        parts.append("The response earns points because " + "; ".join(met) + ".")
-    else:
-        parts.append("The response is not relevant to the question, so it earns no points.")
-    if score < 5:
-        parts.append(f"It does not earn the next point: it falls short of \"{_CRITERIA[score]}\".")
-    return " ".join(parts) + f"\nScore: {score}"
+    met = ", ".join(_CRITERIA[:score]) or "nothing"
+    missed = f" Not {_CRITERIA[score]}." if score < 5 else ""
+    return f"Meets: {met}.{missed}\nScore: {score}"
