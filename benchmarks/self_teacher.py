@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--candidates", type=int, default=4)
     p.add_argument("--n-ift", type=int, default=32)
     p.add_argument("--n-eft", type=int, default=32)
+    p.add_argument("--sft-epochs", type=float, default=1.0)
+    p.add_argument("--sft-lr", type=float, default=2e-5)
     p.add_argument("--eval-groups", type=int, default=8, help="held-out OASST questions (Table 2)")
     p.add_argument("--eval-prompts", type=int, default=8, help="AlpacaEval prompts (h2h + win rate)")
     p.add_argument("--max-tokens", type=int, default=64, help="answer length")
@@ -66,7 +68,7 @@ def parse_args(argv=None):
 
 def base_config(a, out: Path) -> dict:
     train = {"effective_batch_size": 8, "per_device_batch_size": 4, "max_length": 384,
-             "learning_rate": 2e-5, "num_epochs": 1}
+             "learning_rate": a.sft_lr, "num_epochs": a.sft_epochs}
     return {
         "model": a.model, "iterations": 1, "n_candidates": a.candidates, "seed": a.seed,
         "max_answer_chars": 200,
@@ -171,7 +173,8 @@ def main(argv=None) -> int:
     timings["eval"] = time.perf_counter() - t0
 
     notes = [
-        f"base model {a.model}; M1 = SFT on {a.n_ift} IFT + {a.n_eft} EFT OASST examples; one DPO "
+        f"base model {a.model}; M1 = SFT on {a.n_ift} IFT + {a.n_eft} EFT OASST examples "
+        f"({a.sft_epochs:g} epoch(s), lr {a.sft_lr:g}); one DPO "
         f"iteration per recipe on {a.prompts} OASST prompts x {a.candidates} candidates (lr 1e-6, beta 0.1)",
         f"Table 2 metrics: each model judges {len(groups)} held-out OASST questions (up to 4 human-ranked "
         "answers) with the 5-point rubric; unparseable scores rank last",
