@@ -76,3 +76,16 @@ def test_simulated_human_replays_truth_with_optional_errors():
     assert 0.08 < err < 0.12
     with pytest.raises(ValueError):
         SimulatedHuman(truth, error_rate=0.6)
+
+
+def test_simulated_kind_through_the_judge_factory():
+    from rayalign.feedback.config import JudgeConfig, build_judge
+
+    items, truth = make_items(400)
+    labelled = [it.model_copy(update={"label": truth[it.id]}) for it in items]
+    judge = build_judge(JudgeConfig(kind="simulated", settings={"target_agreement": 0.8, "errors": "uniform"}))
+    js = judge.judge(labelled)
+    assert len(js) == 400 and all(j.simulated for j in js) and "simulated" in judge.name
+    assert abs(np.mean([j.label == truth[j.item_id] for j in js]) - 0.8) < 0.06
+    with pytest.raises(ValueError, match="true label"):
+        judge.judge(items)  # unlabelled pairs: nothing to simulate from

@@ -21,7 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     llm = sub.add_parser("llm", help="local LLM endpoints")
     ls = llm.add_subparsers(dest="llm_command", metavar="<subcommand>")
-    s = ls.add_parser("serve", help="OpenAI-compatible /v1/chat/completions over a local HF model (Ray Serve)")
+    add_llm_serve_parser(ls, "serve")
+    llm.set_defaults(func=lambda _a: (llm.print_help(), 0)[1])
+
+
+def add_llm_serve_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    """``rayalign llm serve`` and its alias ``rayalign serve llm``."""
+    s = sub.add_parser(name, help="OpenAI-compatible /v1/chat/completions over a local HF model (Ray Serve)")
     s.add_argument("--model", default="smollm2", help="model spec: smollm2, tiny-llama, or a local dir")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8400)
@@ -31,7 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--replicas", type=int, default=1)
     s.add_argument("--num-gpus", type=float, default=0)
     s.set_defaults(func=_serve)
-    llm.set_defaults(func=lambda _a: (llm.print_help(), 0)[1])
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -108,3 +108,29 @@ class SimulatedLabeller:
                 simulated=True,
             ))
         return out
+
+
+class SimulatedJudge:
+    """The simulated labeller behind the labelling pipeline's ``Judge`` interface.
+
+    ``rayalign label`` with ``judge.kind: simulated`` corrupts each pair's own ``label``
+    (the human winner) as configured in ``judge.settings``; pairs without a label are an
+    error, since there is nothing to simulate from.
+    """
+
+    simulated = True
+
+    def __init__(self, cfg: SimulatedLabellerConfig):
+        self.labeller = SimulatedLabeller(cfg)
+        self.name = self.spec = self.labeller.spec
+
+    def judge(self, items: list[PairwiseItem]) -> list[Judgment]:
+        return self.labeller.label(items, {it.id: it.label for it in items if it.label})
+
+
+def build_judge(cfg) -> SimulatedJudge:
+    """Builder for ``rayalign.feedback.config.build_judge`` (kind ``simulated``)."""
+    from rayalign.config import validate_config
+
+    return SimulatedJudge(validate_config(SimulatedLabellerConfig, dict(cfg.settings),
+                                          source="judge.settings"))

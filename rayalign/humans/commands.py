@@ -120,16 +120,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="annotate_command", metavar="<action>")
     p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
 
-    s = sub.add_parser("serve", help="serve the annotation page and JSON API (Ray Serve)")
-    s.add_argument("--run", required=True, help="run directory whose queue to serve")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8300)
-    s.add_argument("--token", default=None,
-                   help="access token (default: $RAYALIGN_ANNOTATE_TOKEN, else generated)")
-    s.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
-    s.add_argument("--exit-when-complete", action="store_true",
-                   help="stop once every batch in the queue is complete")
-    s.set_defaults(func=cmd_serve)
+    add_annotate_serve_parser(sub, "serve")
 
     e = sub.add_parser("export", help="export a batch for Label Studio or Argilla")
     e.add_argument("--run", required=True)
@@ -152,3 +143,17 @@ def register(subparsers) -> None:
     t = sub.add_parser("status", help="progress of every batch in a run's queue")
     t.add_argument("--run", required=True)
     t.set_defaults(func=cmd_status)
+
+
+def add_annotate_serve_parser(sub, name: str) -> None:
+    """``rayalign annotate serve`` and its alias ``rayalign serve annotate``."""
+    s = sub.add_parser(name, help="serve the annotation page and JSON API (Ray Serve)")
+    s.add_argument("--run", required=True, help="run directory whose queue to serve")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8300)
+    s.add_argument("--token", default=None,
+                   help="access token (default: $RAYALIGN_ANNOTATE_TOKEN, else generated)")
+    s.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
+    s.add_argument("--exit-when-complete", action="store_true",
+                   help="stop once every batch in the queue is complete")
+    s.set_defaults(func=cmd_serve)
