@@ -290,9 +290,12 @@ def test_inspect_command_runs_on_real_and_bad_files(shared_data, tmp_path, capsy
     assert main(["data", "inspect", str(shared_data / OASST), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["kind"] == "oasst" and out["records"] == 3032 and out["fields"]["rank"] == {"float": 3032}
-    assert main(["data", "inspect", str(shared_data / HH), "--skip-bad-rows", "--sample", "1"]) == 0
+    assert main(["data", "inspect", str(shared_data / HH), "--sample", "1"]) == 0
     text = capsys.readouterr().out
-    assert "1796" in text and "row 516" in text
+    assert "1800" in text and "1796" in text and "row 516" in text
     bad = _write_jsonl(tmp_path / "bad.jsonl", [_hh("a", "b"), "{x"])
-    assert main(["data", "inspect", str(bad)]) == 2
+    assert main(["data", "inspect", str(bad), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["records"] == 1 and out["skipped"] == 1 and out["bad_rows"][0].startswith("row 1: invalid JSON")
+    assert main(["data", "inspect", str(bad), "--strict"]) == 2
     assert "row 1 (line 2)" in capsys.readouterr().err

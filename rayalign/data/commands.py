@@ -11,7 +11,6 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from rayalign.data.errors import DataError
 
 
 def _truncate(s: Any, n: int) -> str:
@@ -92,11 +91,9 @@ def _print(summary: dict[str, Any], sample: int, width: int) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    try:
-        summary = inspect_data(args.path, args.kind, args.skip_bad_rows)
-    except DataError as e:
-        hint = "" if args.skip_bad_rows else " (rerun with --skip-bad-rows to count and list all bad rows)"
-        raise DataError(e.path, e.reason + hint, row=e.row, line=e.line, field=e.field) from None
+    # Inspection is a diagnosis: by default every bad row is listed (jobs still stop at the
+    # first one unless told otherwise); --strict shows what a job would say.
+    summary = inspect_data(args.path, args.kind, skip_bad_rows=not args.strict)
     if args.json:
         out = {k: v for k, v in summary.items() if k != "records_list"}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -115,8 +112,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="JSONL(.gz) / JSON / Parquet file or a saved HF dataset directory")
     p.add_argument("--kind", default="auto", choices=("auto",) + KINDS,
                    help="data format (default: detected from the first row)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first malformed row, as a job without skip_bad_rows does "
+                        "(default: count and list every bad row)")
     p.add_argument("--skip-bad-rows", action="store_true",
-                   help="skip malformed rows and list them instead of stopping at the first")
+                   help="kept for compatibility: listing bad rows is the default")
     p.add_argument("--sample", type=int, default=3, help="records to show (default 3)")
     p.add_argument("--width", type=int, default=60, help="characters per text cell (default 60)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
