@@ -219,3 +219,106 @@ def test_loop_with_lora_reward_model_on_ray_train(ray_local, tmp_path):
     assert summary["iterations"][1]["human_count"] == 5
     assert (tmp_path / "run" / "final" / "rm").is_dir()
     assert len(read_jsonl(tmp_path / "run" / "final" / "relabelled_trl.jsonl")) == 48
+
+
+def _loop_with_truth(cfg, run_path, **kw):
+    """A loop whose ground truth is computed up front, so test humans can answer from it."""
+    import rayalign.rlthf.driver as drv
+
+    loop = RLTHFLoop(cfg, run_path, **kw)
+    loop._data()
+    loop.backend = drv.make_backend(cfg, loop.run.sub("cache"))
+    loop.backend.prepare(loop.items)
+    loop._ground_truth()
+    return loop
+
+
+def test_crash_after_humans_answered_reuses_the_fixed_selection(ray_local, tmp_path, embed_cache, monkeypatch):
+    """Killed between writing the human ledger and finishing the iteration: the rerun uses
+    the batch fixed before people were asked (no re-selection from a refit RM), so every
+    label bought is used and nobody is asked again."""
+    from rayalign.humans.simulated import SimulatedHuman
+    import rayalign.rlthf.driver as drv
+
+    cfg = small_config(embed_cache, baselines=[], final_relabel=False)
+    loop = _loop_with_truth(cfg, tmp_path / "run")
+    truth = loop.gt.labels
+    loop._human = SimulatedHuman(truth)
+    real_build = drv.build_training_set
+
+    def crash(**kw):
+        raise RuntimeError("simulated kill after the human step")
+
+    monkeypatch.setattr(drv, "build_training_set", crash)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        loop.run_loop()
+    ledger = read_jsonl(tmp_path / "run" / "humans" / "labels.jsonl")
+    assert len(ledger) == 12 and (tmp_path / "run" / "iterations" / "iter_00" / "pending_selection.json").exists()
+
+    monkeypatch.setattr(drv, "build_training_set", real_build)
+    real_select, calls = drv.select, []
+    monkeypatch.setattr(drv, "select", lambda *a, **k: calls.append(1) or real_select(*a, **k))
+    human2 = SimulatedHuman(truth)
+    summary = RLTHFLoop(cfg, tmp_path / "run", human=human2).run_loop()
+    assert len(calls) == 1                 # iteration 0 reused its saved selection; only iteration 1 selected
+    assert human2.calls == 12              # only iteration 1's batch was asked
+    used = read_jsonl(tmp_path / "run" / "iterations" / "iter_00" / "human_labels.jsonl")
+    assert {r["id"] for r in used} == {r["id"] for r in ledger}
+    assert [r["human_count"] for r in summary["iterations"]] == [0, 12, 24]
+
+
+def test_ties_and_skips_are_spend_and_never_asked_again(ray_local, tmp_path, embed_cache):
+    """A person who answers tie/skip on some pairs: those count as human spend, keep their AI
+    label, are recorded in the ledger without a label, and are never selected again."""
+    cfg = small_config(embed_cache, baselines=[], final_relabel=True, iterations=3)
+    loop = _loop_with_truth(cfg, tmp_path / "run")
+    truth = loop.gt.labels
+    seen: list[str] = []
+
+    class HalfTieHuman:
+        name, simulated = "half-tie-simulated-human", True
+
+        def request_labels(self, batch_id, items, ai_labels, rationales=None):
+            seen.extend(it.id for it in items)
+            return {it.id: truth[it.id] for n, it in enumerate(items) if n % 2 == 0}
+
+    loop._human = HalfTieHuman()
+    summary = loop.run_loop()
+    assert len(seen) == len(set(seen)) == 36      # 3 batches of 12, no pair shown twice
+    ledger = read_jsonl(tmp_path / "run" / "humans" / "labels.jsonl")
+    assert len(ledger) == 36 and sum(r["label"] is None for r in ledger) == 18
+    iters = summary["iterations"]
+    assert [r["human_count"] for r in iters] == [0, 12, 24, 36]
+    assert [r["human_no_label"] for r in iters] == [0, 6, 12, 18]
+    relab = {r["id"]: r for r in read_jsonl(tmp_path / "run" / "final" / "relabelled.jsonl")}
+    no_label = [r["id"] for r in ledger if r["label"] is None]
+    assert all(relab[i]["origin"] != "human" for i in no_label)
+    assert all(relab[r["id"]]["label"] == r["label"] for r in ledger if r["label"] is not None)
+
+
+def test_failed_ai_judgments_are_retried_on_rerun(ray_local, tmp_path, embed_cache, monkeypatch):
+    """A judge that timed out on some pairs: a rerun (before the loop built on the labels)
+    asks again for exactly those pairs and no others."""
+    from rayalign.data.schema import Judgment
+
+    cfg = small_config(embed_cache, baselines=[], final_relabel=False, iterations=1)
+
+    def flaky(cfg_, items, truth, cache_path):
+        out = get_ai_labels(cfg_, items, truth, cache_path)
+        return [Judgment(item_id=j.item_id, judge=j.judge, error="simulated timeout") if n < 10 else j
+                for n, j in enumerate(out)]
+
+    def crash(self, k, state):
+        raise RuntimeError("simulated kill before iteration 0")
+
+    monkeypatch.setattr(RLTHFLoop, "_iteration", crash)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        RLTHFLoop(cfg, tmp_path / "run", labeller_fn=flaky).run_loop()
+    rows = read_jsonl(tmp_path / "run" / "data" / "ai_judgments.jsonl")
+    assert sum(1 for r in rows if r.get("error")) == 10
+    monkeypatch.undo()
+    labeller = CountingLabeller()
+    RLTHFLoop(cfg, tmp_path / "run", labeller_fn=labeller).run_loop()
+    assert labeller.asked == 10
+    rows = read_jsonl(tmp_path / "run" / "data" / "ai_judgments.jsonl")
+    assert not any(r.get("error") for r in rows) and len(rows) == 240

@@ -52,7 +52,7 @@ class LoopState:
     """Labels of the shard going into an iteration, and the rows to train on."""
 
     labels: dict[str, Label]
-    origins: dict[str, str]          # ai | rm | flip | human
+    origins: dict[str, str]          # ai | rm | flip | human | human_nolabel (tie/skip)
     train: list[tuple[str, str, float]]
 
     def to_json(self) -> dict:
@@ -180,7 +180,16 @@ class RLTHFLoop:
     def _ai_labels(self) -> None:
         path = self.run.file("data", "ai_judgments.jsonl")
         have = {r["item_id"]: Judgment.model_validate(r) for r in read_jsonl(path)} if path.exists() else {}
-        todo = [it for it in self.shard_items if it.id not in have]
+        # A failed judgment (timeout, garbage) is asked again on a rerun; answered ones (ties
+        # included) never are, and the judge's own cache serves any repeat for free.
+        todo = [it for it in self.shard_items if it.id not in have or have[it.id].error]
+        retry = [it for it in todo if it.id in have]
+        if retry and self.run.is_done("iter_00"):
+            log.warning("%d AI judgments failed; not retried because iterations already built on these "
+                        "labels (rerun into a new --run-dir to retry them, cached answers are free)", len(retry))
+            todo = [it for it in todo if it.id not in have]
+        elif retry:
+            log.info("retrying %d failed AI judgments", len(retry))
         if todo:
             log.info("AI labelling %d pairs with the %s labeller", len(todo), self.cfg.labeller.kind)
             truth = self.gt.labels if self.gt else None
@@ -191,7 +200,7 @@ class RLTHFLoop:
         self.judgments = have
         self.ai_labels = {i: have[i].label for i in self.shard_ids if have[i].label in ("A", "B")}
         self.simulated_labeller = any(j.simulated for j in have.values())
-        if not self.run.is_done("ai_labels"):
+        if todo or not self.run.is_done("ai_labels"):
             acc = _acc(self.ai_labels, self.gt.labels, list(self.ai_labels)) if self.gt else None
             self.run.mark_done("ai_labels", labelled=len(self.ai_labels),
                                abstained=len(self.shard_ids) - len(self.ai_labels), agreement=acc)
@@ -240,15 +249,42 @@ class RLTHFLoop:
                          "rayalign annotate serve --run %s", batch_id, len(missing), self.run.path)
                 time.sleep(self.cfg.human.poll_seconds)
                 got = human.request_labels(batch_id, items, ai, rationales)
-            rows = [{"id": i, "label": got[i], "batch": batch_id, "annotator": human.name,
+            # Pairs people saw but gave no A/B answer (tie, skip) are recorded too: the budget
+            # was spent on them, and they must never be selected and asked again.
+            rows = [{"id": i, "label": got.get(i), "batch": batch_id, "annotator": human.name,
                      "simulated": bool(getattr(human, "simulated", False))}
-                    for i in missing if i in got]
+                    for i in missing]
             # Append-only ledger: a crash after this line never costs these labels again.
             with open(self._human_ledger_path(), "a", encoding="utf-8") as f:
                 for r in rows:
                     f.write(json.dumps(r) + "\n")
             ledger.update({r["id"]: r for r in rows})
         return {i: ledger[i] for i in ids if i in ledger}
+
+    def _selection(self, k: int, it_dir: Path, order: list[str], curve, state: LoopState) -> tuple[Any, list[str], int, float]:
+        """This iteration's selection, fixed before anyone is asked.
+
+        Written to ``pending_selection.json`` before the human step, so a run killed while
+        people label (or right after) resumes with the very same batch, even when the RM
+        refit on resume is not bit-identical (LoRA on GPUs): no label bought is wasted.
+        """
+        from rayalign.rlthf.select import Selection
+
+        cfg = self.cfg
+        budget = max(1, int(round(cfg.human_budget_pct / 100.0 * len(self.shard_ids))))
+        beta = backoff_for_iteration(k + 1, cfg.backoff_schedule, cfg.backoff_after)
+        pending = it_dir / "pending_selection.json"
+        if pending.exists():
+            d = json.loads(pending.read_text())
+            log.info("iteration %d: reusing the selection fixed before the interrupted human step", k)
+            return Selection(**d["selection"]), d["audit"], budget, beta
+        already = {i for i in self.shard_ids if state.origins.get(i) in ("human", "human_nolabel")}
+        sel = select(order, curve, budget=budget, backoff=beta, already_human=already)
+        audit = audit_sample(sel.flips, min(cfg.flip_audit, budget), seed=f"audit:{cfg.seed}:{k}")
+        if audit:  # the audit is paid from this iteration's budget
+            sel.human_batch = sel.human_batch[: max(0, budget - len(audit))]
+        atomic_write_json(pending, {"selection": sel.to_dict(), "audit": audit})
+        return sel, audit, budget, beta
 
     # ------------------------------------------------------------------ iterations
     def _initial_state(self) -> LoopState:
@@ -292,8 +328,10 @@ class RLTHFLoop:
                 "curated_acc_raw": _acc(labels, self.gt.raw, self.shard_ids)}
 
     def _human_counts(self, origins: dict[str, str]) -> dict[str, float]:
-        n = sum(1 for i in self.shard_ids if origins.get(i) == "human")
+        # Spend is every pair shown to people, whether or not they gave an A/B answer.
+        n = sum(1 for i in self.shard_ids if origins.get(i) in ("human", "human_nolabel"))
         return {"human_count": n,
+                "human_no_label": sum(1 for i in self.shard_ids if origins.get(i) == "human_nolabel"),
                 "human_pct": 100.0 * n / max(1, len(self.train_items)),
                 "human_pct_shard": 100.0 * n / max(1, len(self.shard_ids))}
 
@@ -326,19 +364,13 @@ class RLTHFLoop:
         last = k >= cfg.iterations
         nxt: LoopState | None = None
         if not last:
-            # Only labels already applied count as spent: a batch interrupted by a crash is
-            # selected again and served from the ledger, so nobody is asked twice.
-            already = {i for i in self.shard_ids if state.origins.get(i) == "human"}
-            budget = max(1, int(round(cfg.human_budget_pct / 100.0 * len(self.shard_ids))))
-            beta = backoff_for_iteration(k + 1, cfg.backoff_schedule, cfg.backoff_after)
-            sel = select(order, curve, budget=budget, backoff=beta, already_human=already)
-            audit = audit_sample(sel.flips, min(cfg.flip_audit, budget), seed=f"audit:{cfg.seed}:{k}")
-            if audit:  # the audit is paid from this iteration's budget
-                sel.human_batch = sel.human_batch[: max(0, budget - len(audit))]
-            answers = self._ask_humans(f"iter{k:02d}", sel.human_batch + audit, state.labels)
-            flips = sel.flips
+            sel, audit, budget, beta = self._selection(k, it_dir, order, curve, state)
+            asked = self._ask_humans(f"iter{k:02d}", sel.human_batch + audit, state.labels)
+            answers = {i: a for i, a in asked.items() if a["label"] in ("A", "B")}
+            flips = sel.flips  # audited flips people answered take the people's label below
             precision = audit_precision(audit, state.labels, {i: a["label"] for i, a in answers.items()})
-            if precision is not None and precision < cfg.flip_audit_min_precision:
+            vetoed = precision is not None and precision < cfg.flip_audit_min_precision
+            if vetoed:
                 log.warning("iteration %d: people agreed with only %.0f%% of %d audited flips; "
                             "the %d flips are not applied", k, 100 * precision, len(audit), len(flips))
                 flips = []
@@ -346,15 +378,17 @@ class RLTHFLoop:
             for i in flips:
                 new_labels[i] = _flip(new_labels[i])
                 origins[i] = "flip"
-            for i, a in answers.items():
-                new_labels[i] = a["label"]
-                origins[i] = "human"
+            for i, a in asked.items():
+                if i in answers:
+                    new_labels[i] = a["label"]
+                origins[i] = "human" if i in answers else "human_nolabel"
             human_ids = {i for i in self.shard_ids if origins.get(i) == "human"}
             train = build_training_set(labels=new_labels, human_ids=human_ids, trusted=sel.trusted,
                                        flips=flips, amplification=cfg.amplification,
                                        train_on_flips=cfg.train_on_flips)
             nxt = LoopState(labels=new_labels, origins=origins, train=train)
             row.update({"flips": len(flips), "flip_candidates": len(sel.flips), "human_batch": len(answers),
+                        "human_batch_no_label": len(asked) - len(answers),
                         "backoff": beta, "trusted": len(sel.trusted), "flip_audit": len(audit),
                         "flip_audit_precision": precision})
             if self.gt:
@@ -362,8 +396,8 @@ class RLTHFLoop:
                 row["human_batch_ai_wrong"] = sum(state.labels[i] != self.gt.labels[i] for i in answers)
             atomic_write_json(it_dir / "selection.json", {**sel.to_dict(), "amplification": cfg.amplification,
                                                           "backoff": beta, "budget": budget,
-                                                          "flip_audit": audit, "flips_applied": flips == sel.flips})
-            write_jsonl(it_dir / "human_labels.jsonl", list(answers.values()))
+                                                          "flip_audit": audit, "flips_applied": not vetoed})
+            write_jsonl(it_dir / "human_labels.jsonl", list(asked.values()))
             atomic_write_json(it_dir / "next_state.json", nxt.to_json())
         atomic_write_json(it_dir / "curve.json", {**curve.to_dict(),
                                                   "flip_count": row.get("flips", 0),
@@ -447,7 +481,7 @@ class RLTHFLoop:
         for it, d in zip(self.train_items, diff):
             lab, origin = ("A" if d >= 0 else "B"), "final_rm"
             rm_labels[it.id] = lab
-            if it.id in ledger:
+            if ledger.get(it.id, {}).get("label") in ("A", "B"):
                 lab, origin = ledger[it.id]["label"], "human"
             elif keep_curated and it.id in state.labels:
                 lab, origin = state.labels[it.id], f"curated_{state.origins[it.id]}"
@@ -464,7 +498,8 @@ class RLTHFLoop:
             info["relabel_acc"] = _acc(labels, self.gt.labels, train_ids)
             # Both ways, whichever was written: tells whether the RM or the curation is better.
             info["rm_only_acc"] = _acc({**rm_labels, **{i: r["label"] for i, r in ledger.items()
-                                                         if i in rm_labels}}, self.gt.labels, train_ids)
+                                                         if i in rm_labels and r["label"] in ("A", "B")}},
+                                       self.gt.labels, train_ids)
             outside = [it.id for it in self.train_items if it.id not in set(self.shard_ids)]
             if outside:
                 info["relabel_acc_outside_shard"] = _acc(labels, self.gt.labels, outside)
