@@ -322,3 +322,41 @@ def test_failed_ai_judgments_are_retried_on_rerun(ray_local, tmp_path, embed_cac
     assert labeller.asked == 10
     rows = read_jsonl(tmp_path / "run" / "data" / "ai_judgments.jsonl")
     assert not any(r.get("error") for r in rows) and len(rows) == 240
+
+
+def test_queue_human_pauses_resumes_and_never_enqueues_twice(ray_local, tmp_path, embed_cache):
+    """Real people through the annotation queue: the loop stops (resumably) at an unfinished
+    batch, a rerun after people answered goes on to the next batch, and no pair is ever
+    enqueued twice (one answer per item per annotator, including a tie)."""
+    from rayalign.humans.queue import AnnotationQueue
+    from rayalign.rlthf.driver import HumanLabelsPending
+
+    cfg = small_config(embed_cache, baselines=[], final_relabel=False,
+                       human={"kind": "queue", "poll_seconds": 0.05, "wait_timeout_s": 0.2})
+    run = tmp_path / "run"
+    truth = _loop_with_truth(cfg, run).gt.labels   # the test's "people" know the answers
+    with pytest.raises(HumanLabelsPending, match="iter00"):
+        RLTHFLoop(cfg, run).run_loop()
+    queue = AnnotationQueue(run / "humans" / "queue.sqlite")
+    assert queue.batches() == ["iter00"]
+    first = queue.items("iter00", with_ai=False)
+    assert len(first) == 12
+    for n, it in enumerate(first):
+        queue.submit(it["id"], "iter00", "tie" if n == 0 else truth[it["id"]], annotator="alice")
+
+    with pytest.raises(HumanLabelsPending, match="iter01"):
+        RLTHFLoop(cfg, run).run_loop()
+    assert queue.batches() == ["iter00", "iter01"]
+    second = queue.items("iter01", with_ai=False)
+    ids = [it["id"] for it in first + second]
+    assert len(ids) == len(set(ids)) == 24           # iteration 1 asked about new pairs only
+    for it in second:
+        queue.submit(it["id"], "iter01", truth[it["id"]], annotator="bob")
+
+    summary = RLTHFLoop(cfg, run).run_loop()
+    assert queue.batches() == ["iter00", "iter01"]   # nothing enqueued again on the last rerun
+    assert [r["human_count"] for r in summary["iterations"]] == [0, 12, 24]
+    assert summary["iterations"][1]["human_no_label"] == 1   # alice's tie is spend, not a label
+    ledger = read_jsonl(run / "humans" / "labels.jsonl")
+    assert len(ledger) == 24 and sum(r["label"] is None for r in ledger) == 1
+    assert all(r["label"] == truth[r["id"]] for r in ledger if r["label"] is not None)
