@@ -110,6 +110,9 @@ class RLTHFConfig(StrictModel):
     amplification: int = Field(default=4, ge=1, le=64, description="α (paper: 4)")
     backoff_schedule: list[float] = Field(default_factory=lambda: list(PAPER_BACKOFF_SCHEDULE))
     backoff_after: float = Field(default=PAPER_BACKOFF_AFTER, ge=0.0, lt=1.0)
+    #: The paper flips these labels "to correct the mislabeling" but names only human × α and
+    #: the backed-off trusted region as the next training set; training on the flipped pairs
+    #: too is our reading (they are confident, corrected labels). False = the narrow reading.
     train_on_flips: bool = True
     #: Beyond the paper: spend this many of each iteration's human labels on a random sample
     #: of the flip candidates, and skip the flips when people agree with fewer than
