@@ -10,12 +10,25 @@ weights' values, and nothing is downloaded). Reported per row: train tokens/s (t
 counted / TRL's train_runtime), end-to-end wall seconds (rayalign includes starting the Ray
 Train worker group), peak memory (CUDA allocator peak on GPU, peak RSS on CPU) and MFU.
 
-MFU = model FLOPs / (train_runtime x peak FLOP/s), with model FLOPs per token:
-LoRA RM 4N (forward 2N + input-gradient backward 2N; frozen weights get no weight
-gradient), DPO 8N (6N policy training + 2N reference forward), N = parameters without the
-embedding table. Peak FLOP/s: bf16 dense spec of the GPU (H100 989 T, H200 989 T,
-A100 312 T), or on CPU the *measured* fp32 matmul peak of this process (so CPU MFU reads
-"share of what this CPU achieves on a large GEMM", not a vendor spec).
+MFU = tokens/s x model FLOPs per token / peak FLOP/s, with model FLOPs per token
+
+* LoRA RM: 4 N_rm (forward 2N + input-gradient backward 2N; frozen weights get no weight
+  gradient; the LoRA adapters' own FLOPs, ~r/hidden of N, are left out),
+* DPO: 8 N_lm (6N policy training + 2N reference forward),
+
+where N is the *non-embedding* parameter count of the model that task actually trains
+(the usual convention: no input embedding table, no output projection):
+
+* N_rm = params(AutoModelForSequenceClassification, num_labels=1) - input embeddings
+  - score head (hidden_size x 1, negligible); this model has no lm_head at all,
+* N_lm = params(AutoModelForCausalLM) - input embeddings - lm_head (counted once if tied).
+
+Leaving out the output projection understates the FLOPs of the DPO rows (the lm_head
+matmul over the vocabulary is real work), so their MFU is a conservative figure; the
+``params_non_emb_M`` column shows the N of each row. Peak FLOP/s: bf16 dense spec of the
+GPU (H100 989 T, H200 989 T, A100 312 T), or on CPU the *measured* fp32 matmul peak of
+this process (so CPU MFU reads "share of what this CPU achieves on a large GEMM", not a
+vendor spec).
 
     # CPU (small Qwen2-shaped model, ~minutes on 2 cores)
     .venv/bin/python benchmarks/gpu_train.py --preset cpu-small
@@ -101,15 +114,29 @@ def make_pairs(n: int, seq_len: int, seed: int = 0):
     return out
 
 
-def non_embedding_params(model_dir: Path) -> int:
+def non_embedding_params(model_dir: Path, task: str) -> int:
+    """N for the MFU of ``task`` (see the module docstring): non-embedding parameters of the
+    model that task trains — the sequence classifier for ``rm``, the causal LM for ``dpo`` —
+    without input embeddings and without the output projection (lm_head / score head).
+    Built on the meta device: nothing is allocated or read but config.json."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    cfg = AutoConfig.from_pretrained(model_dir)
+    if task == "rm":
+        cfg = AutoConfig.from_pretrained(model_dir, num_labels=1)
+        auto, head_name = AutoModelForSequenceClassification, "score"
+    elif task == "dpo":
+        cfg = AutoConfig.from_pretrained(model_dir)
+        auto, head_name = AutoModelForCausalLM, "lm_head"
+    else:
+        raise ValueError(f"unknown task {task!r}")
     with torch.device("meta"):
-        m = AutoModelForCausalLM.from_config(cfg)
-    total = sum(p.numel() for p in m.parameters())
-    return total - m.get_input_embeddings().weight.numel()
+        m = auto.from_config(cfg)
+    params = dict(m.named_parameters())  # shared (tied) tensors appear once
+    emb = m.get_input_embeddings().weight
+    head = getattr(m, head_name).weight
+    excluded = {id(emb): emb.numel(), id(head): head.numel()}  # a tied head counts once
+    return sum(p.numel() for p in params.values()) - sum(excluded.values())
 
 
 def cpu_matmul_peak(threads: int, n: int = 1024, reps: int = 8) -> float:
@@ -255,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.preset.split(","):
         p = PRESETS[preset]
         model_dir = build_model(preset, Path(args.cache))
-        n_params = non_embedding_params(model_dir)
         pairs = make_pairs(args.pairs or p["pairs"], p["seq_len"])
         common = dict(num_epochs=1, per_device_batch_size=p["batch"],
                       effective_batch_size=p["batch"], max_length=p["seq_len"], scaling=scaling)
@@ -263,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             if task == "rm":
                 cfg = LoraRMConfig(base_model=str(model_dir), learning_rate=1e-4,
                                    lora=LoraSettings(r=32, alpha=64, dropout=0.0), **common)
+                n_params = non_embedding_params(model_dir, "rm")
                 flops_per_token = 4 * n_params
                 runs = [("plain TRL (1 process)", lambda k: plain_rm(model_dir, pairs, cfg, args.threads)),
                         ("rayalign (Ray Train, 1 worker)",
@@ -270,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = "LoRA RM"
             elif task == "dpo":
                 cfg = DPOTrainConfig(learning_rate=1e-6, beta=0.1, **common)
+                n_params = non_embedding_params(model_dir, "dpo")
                 flops_per_token = 8 * n_params
                 runs = [("plain TRL (1 process)", lambda k: plain_dpo(model_dir, pairs, cfg, args.threads)),
                         ("rayalign (Ray Train, 1 worker)",

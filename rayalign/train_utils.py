@@ -3,8 +3,9 @@
 The pattern (Ray's documented one for Hugging Face trainers):
 
 * the driver builds a ``TorchTrainer`` whose ``RunConfig.storage_path`` is inside the job's
-  output directory, with a ``FailureConfig``: a dead worker restarts the whole worker group
-  and every worker resumes from the latest reported checkpoint;
+  output directory (or ``scaling.storage_path``, then under a run name unique to the output
+  directory, see :func:`ray_run_location`), with a ``FailureConfig``: a dead worker restarts
+  the whole worker group and every worker resumes from the latest reported checkpoint;
 * each worker builds a TRL trainer with ``RayTrainReportCallback`` (every HF checkpoint is
   reported to Ray Train) and resumes from ``ray.train.get_checkpoint()`` when there is one —
   which is also what happens when a killed *job* is simply rerun with the same output dir;
@@ -17,6 +18,7 @@ Nothing here is a trainer: TRL trains, Ray schedules, restarts and persists.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -111,13 +113,35 @@ def lora_kwargs(lora: LoraSettings | None) -> dict[str, Any] | None:
     return None if lora is None else lora.model_dump()
 
 
+def ray_run_location(scaling: TrainScaling, output_dir: Path, kind: str) -> tuple[str, str]:
+    """``(storage_path, run name)`` of the Ray Train run that trains ``kind`` into ``output_dir``.
+
+    Ray Train restores a run from ``<storage_path>/<name>`` when that folder holds a checkpoint,
+    so the pair must identify *this job's* output directory and nothing else:
+
+    * no ``scaling.storage_path``: storage is ``<output_dir>/ray_train`` (already private to the
+      output dir) and the name is ``kind`` -> ``<output_dir>/ray_train/<kind>``;
+    * shared ``scaling.storage_path`` (NFS path or ``s3://`` URI): the name is
+      ``<kind>-<first 12 hex of sha256(resolved output_dir)>``, so two jobs with different
+      output dirs never restore each other's checkpoints (a new fit would otherwise silently
+      return the previous run's model), while rerunning a killed job into the *same* output dir
+      gets the same folder and resumes.
+    """
+    out = Path(output_dir).expanduser().resolve()
+    if not scaling.storage_path:
+        return str(out / "ray_train"), kind
+    digest = hashlib.sha256(str(out).encode("utf-8")).hexdigest()[:12]
+    return scaling.storage_path, f"{kind}-{digest}"
+
+
 def run_torch_trainer(train_fn: Callable[[dict], None], loop_config: dict[str, Any],
                       scaling: TrainScaling, output_dir: Path, name: str = "train",
                       ray_cfg: RayConfig | None = None):
     """Run ``train_fn`` on ``scaling.num_workers`` Ray Train workers; return the Result.
 
-    Checkpoints go to ``<storage>/<name>``; rerunning with the same ``output_dir`` picks up
-    the latest checkpoint (Ray Train restores a run from its storage path and name).
+    Checkpoints go where :func:`ray_run_location` says (``name`` is the kind: rm, sft, dpo);
+    rerunning with the same ``output_dir`` picks up the latest checkpoint (Ray Train restores
+    a run from its storage path and name), a different ``output_dir`` never does.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -126,7 +150,8 @@ def run_torch_trainer(train_fn: Callable[[dict], None], loop_config: dict[str, A
 
     check_deepspeed_available(scaling.deepspeed)
     init_ray(ray_cfg)
-    storage = scaling.storage_path or str((Path(output_dir) / "ray_train").resolve())
+    storage, run_name = ray_run_location(scaling, output_dir, name)
+    log.info("Ray Train run %s/%s (output dir %s)", storage, run_name, output_dir)
     trainer = TorchTrainer(
         train_loop_per_worker=train_fn,
         train_loop_config=loop_config,
@@ -134,7 +159,7 @@ def run_torch_trainer(train_fn: Callable[[dict], None], loop_config: dict[str, A
             num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
             resources_per_worker=scaling.resources_per_worker),
         run_config=RunConfig(
-            name=name, storage_path=storage,
+            name=run_name, storage_path=storage,
             failure_config=FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )

@@ -29,11 +29,16 @@ def _cfg(base, workers=1, **kw) -> LoraRMConfig:
 def test_defaults_follow_the_paper_and_batch_math():
     cfg = LoraRMConfig()
     assert (cfg.lora.r, cfg.lora.alpha, cfg.learning_rate, cfg.num_epochs,
-            cfg.effective_batch_size) == (32, 64, 1e-4, 2.0, 128)
+            cfg.effective_batch_size, cfg.warmup_ratio) == (32, 64, 1e-4, 2.0, 128, 0.1)
     # 8 per device x 4 workers x 4 accumulation = 128 pairs per optimizer step
     assert gradient_accumulation(cfg, 4) == 4
     args = base_training_args(cfg, TrainScaling(num_workers=2))
     assert args["gradient_accumulation_steps"] == 8 and args["use_cpu"] and not args["bf16"]
+    # transformers 5 reads a warmup_steps float in [0, 1) as a ratio of the training steps
+    assert args["warmup_steps"] == 0.1
+    # the RM's warm-up default is its own: SFT and DPO keep theirs
+    from rayalign.policy.train_config import DPOTrainConfig, SFTTrainConfig
+    assert SFTTrainConfig().warmup_ratio == DPOTrainConfig().warmup_ratio == 0.0
     assert base_training_args(cfg, TrainScaling(use_gpu=True))["bf16"] is True
     with pytest.raises(Exception):
         LoraRMConfig(learning_rate=0)

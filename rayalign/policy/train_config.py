@@ -53,6 +53,8 @@ class TrainHyper(StrictModel):
     effective_batch_size: int = Field(default=128, ge=1)
     per_device_batch_size: int = Field(default=8, ge=1)
     max_length: int = Field(default=512, ge=8)
+    # Fraction of optimizer steps with linear warm-up. Each job kind may override the default
+    # (the LoRA RM's LoraRMConfig uses the RLTHF paper's 0.1; SFT and DPO keep 0.0).
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     lr_scheduler_type: str = "linear"
     weight_decay: float = Field(default=0.0, ge=0.0)

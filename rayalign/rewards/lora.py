@@ -46,6 +46,8 @@ class LoraRMConfig(TrainHyper):
     learning_rate: float = Field(default=1e-4, gt=0)
     num_epochs: float = Field(default=2.0, gt=0)
     effective_batch_size: int = Field(default=128, ge=1)
+    # RLTHF paper (appendix, reward modeling): warm-up ratio 0.1. SFT/DPO keep TrainHyper's 0.0.
+    warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     scaling: TrainScaling = Field(default_factory=TrainScaling)
     # Scoring with the trained RM (Ray Data actor pool).
