@@ -13,7 +13,7 @@ export RAY_AUTH_MODE=disabled
 export RAY_USAGE_STATS_ENABLED=0
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-slow test-all clean
 
 install: $(STAMP)
 

@@ -98,3 +98,27 @@ def test_label_and_eval_judge_cli_in_process(ray_local, tmp_path, capsys):
     assert agree["decided"] == 6 and agree["share_a"] == 0.5
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["resumes"] == 1 and "label" in manifest["steps"]
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["simulated"] is False and stats["judge"].startswith("openai")
+    assert "SIMULATED judge" not in capsys.readouterr().out
+
+
+def test_label_cli_marks_a_simulated_judge(ray_local, tmp_path, capsys):
+    from rayalign.cli import main
+    from rayalign.runs import read_jsonl
+
+    items = pairs(8)  # labelled pairs: the simulation corrupts their labels
+    inp = tmp_path / "pairs.jsonl"
+    inp.write_text("".join(it.model_dump_json() + "\n" for it in items))
+    cfg_path = tmp_path / "label.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "run_dir": str(tmp_path / "run"), "input": str(inp),
+        "judge": {"kind": "simulated", "concurrency": 1,
+                  "settings": {"target_agreement": 0.75, "errors": "uniform"}}}))
+    assert main(["label", "--config", str(cfg_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SIMULATED judge: simulated-labeller(" in out
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["simulated"] is True and stats["judge"].startswith("simulated-labeller(")
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert metrics[-1]["simulated"] is True and metrics[-1]["judge"] == stats["judge"]

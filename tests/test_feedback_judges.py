@@ -111,8 +111,10 @@ def test_build_judge_from_config_and_cache_spec():
     assert JudgeConfig(kind="openai", model="fake", template="additive_rubric").cache_spec() != cfg.cache_spec()
     assert isinstance(build_judge(JudgeConfig(kind="openai", model="f", template="additive_rubric",
                                               base_urls=["http://localhost:9/v1"])), RubricJudge)
+    with pytest.raises(ValueError, match="path"):  # replay needs its recorded file
+        JudgeConfig(kind="replay")
     with pytest.raises(ValueError, match="not available"):
-        build_judge(JudgeConfig(kind="replay"))
+        build_judge(JudgeConfig.model_construct(kind="no-such-kind"))
 
 
 def _writer(path: str, start: int) -> None:

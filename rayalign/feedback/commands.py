@@ -4,6 +4,8 @@
 input order, errors included), ``judgments.sqlite`` (the cache, unless ``cache_path`` points
 to a shared one), ``stats.json`` and ``agreement.json`` when the inputs carry labels. A rerun
 of the same config resumes: everything already judged comes from the cache.
+``stats.json`` names the ``judge`` and says ``simulated: true`` when the labels come from a
+simulation; the printed summary then opens with a "SIMULATED judge" banner.
 """
 
 from __future__ import annotations
@@ -77,9 +79,21 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+SIMULATED_BANNER = "SIMULATED judge"
+
+
 def _print_summary(title: str, stats: dict, agree: dict | None) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    if stats.get("simulated"):
+        # Plain prints (no rich wrapping): the banner must survive narrow terminals and logs.
+        bar = "!" * 72
+        print(bar)
+        print(f"{SIMULATED_BANNER}: {stats.get('judge') or 'unnamed'}")
+        print("These labels come from a SIMULATION, not from a real LLM judge or people;")
+        print("agreement numbers below measure the simulation's configured error rate.")
+        print(bar)
 
     t = Table(title=title)
     t.add_column("metric")

@@ -5,6 +5,10 @@ non-LLM judge registered by another module (``simulated``, ``replay``). Those re
 themselves with ``register_judge_kind``; ``build_judge`` also imports
 ``rayalign.feedback.simulated`` / ``rayalign.feedback.replay`` on demand, so a Ray worker
 that only receives the config can build the same judge as the driver.
+
+``replay`` answers from recorded judgments (``settings: {path: FILE.jsonl}``, rows keyed by
+item id, e.g. a previous ``judgments.jsonl`` or an RLTHF run's ``data/ai_judgments.jsonl``);
+an item with no recorded judgment is an error row. See ``rayalign.feedback.replay``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import importlib
 import json
 from typing import Any, Callable, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rayalign.config import RayConfig, StrictModel
 from rayalign.engines.base import SamplingParams
@@ -65,6 +69,15 @@ class JudgeConfig(StrictModel):
     #: Settings of non-LLM kinds (simulated, replay), read by their builders.
     settings: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _replay_settings(self):
+        if self.kind == "replay":  # fail at load time: a replay judge without a file is useless
+            from rayalign.config import validate_config
+            from rayalign.feedback.replay import ReplaySettings
+
+            validate_config(ReplaySettings, dict(self.settings), source="judge.settings")
+        return self
+
     def engine_config(self) -> EngineConfig:
         if self.kind not in LLM_KINDS:
             raise ValueError(f"judge kind {self.kind!r} has no engine")
@@ -82,6 +95,10 @@ class JudgeConfig(StrictModel):
         ident = {"config": data}
         if self.kind in LLM_KINDS:
             ident["template"] = get_template(self.template).ident
+        if self.kind == "replay":  # the answers live in the file: an edited file is a new judge
+            from rayalign.feedback.replay import file_digest
+
+            ident["replay_file"] = file_digest(self.settings["path"])
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
         return f"{self.kind}:{self.model or ''}:{self.template}:{digest}"
 

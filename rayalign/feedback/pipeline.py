@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PipelineStats:
+    #: Display name of the judge that produced the judgments (labelling only).
+    judge: str = ""
+    #: True when the labels come from a simulation (``judge.kind: simulated``, or replayed
+    #: rows recorded by one): never to be mistaken for a real judge's verdicts.
+    simulated: bool = False
     n_total: int = 0
     n_cached: int = 0
     n_duplicates: int = 0
@@ -53,6 +58,16 @@ class PipelineStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _judge_name(cfg: JudgeConfig, judgments: list[Judgment]) -> str:
+    """The name the judge writes into its rows (the config's ``name``, else the commonest)."""
+    if cfg.name:
+        return cfg.name
+    names = [j.judge for j in judgments if j.judge]
+    if names:
+        return max(dict.fromkeys(names), key=names.count)
+    return f"{cfg.kind}:{cfg.model or cfg.template}"
 
 
 def _error_kind(err: str) -> str:
@@ -151,6 +166,8 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
     judgments = [known[k].model_copy(update={"item_id": it.id}) for k, it in zip(keys, items)]
     assert len(judgments) == len(items)
     stats.wall_s = time.monotonic() - t0
+    stats.judge = _judge_name(judge_cfg, judgments)
+    stats.simulated = judge_cfg.kind == "simulated" or any(j.simulated for j in judgments)
     for j in judgments:
         if j.error:
             stats.n_errors += 1

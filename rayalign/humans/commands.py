@@ -20,7 +20,8 @@ def _queue(run: str, must_exist: bool = True) -> AnnotationQueue:
     path = default_queue_path(run_dir)
     if must_exist and not path.exists():
         raise FileNotFoundError(f"{run_dir} has no annotation queue yet ({path}); it is created "
-                                "when an RLTHF run with `--human queue` reaches its human step")
+                                "when an RLTHF run started with `--set human.kind=queue` "
+                                "reaches its human step")
     return AnnotationQueue(path)
 
 
@@ -86,13 +87,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from rayalign.ray_utils import init_ray
     from rayalign.serve.annotate_app import TOKEN_ENV, resolve_token, start_annotation_server
 
+    from rayalign.serve.common import describe_bind, is_loopback, running_proxy
+
     q = _queue(args.run, must_exist=False)
     token, generated = resolve_token(args.token)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host}: the page is reachable from other machines; "
-              "only the token protects it (put it behind TLS)", file=sys.stderr)
     init_ray(RayConfig())
+    # Refuses when a Serve proxy already runs on another host (it cannot be rebound).
     base = start_annotation_server(q.db_path, token, host=args.host, port=args.port)
+    # What the proxy really listens on, not what was asked: Serve's proxy is shared.
+    bound = running_proxy() or (args.host, args.port)
+    print(f"Serve HTTP proxy bound to {describe_bind(*bound)}")
+    if not is_loopback(bound[0]):
+        print(f"warning: the page is reachable from other machines ({describe_bind(*bound)}); "
+              "only the token protects it (put it behind TLS)", file=sys.stderr)
     shown = token if generated else "<your token>"
     print(f"annotation page: {base}/?token={shown}")
     print(f"reviewer view:   {base}/review?token={shown}")

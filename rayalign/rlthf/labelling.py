@@ -6,39 +6,16 @@ directory; a rerun only asks for the pairs that have no row yet.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from rayalign.data.schema import Judgment, Label, PairwiseItem
+# The recorded-judgment parser is shared with ``judge.kind: replay`` of ``rayalign label``.
+from rayalign.feedback.replay import load_replay
 from rayalign.feedback.simulated import SimulatedLabeller
 from rayalign.rlthf.config import LabellerConfig
 
-
-def load_replay(path: str | Path, items: Sequence[PairwiseItem]) -> list[Judgment]:
-    """Recorded judgments: JSONL rows with ``id`` (or ``item_id``) and ``label`` A/B/tie."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"replay labels file not found: {p}")
-    by_id: dict[str, Judgment] = {}
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{p}:{n}: not valid JSON ({err.msg})") from None
-            iid = row.get("id", row.get("item_id"))
-            lab = row.get("label")
-            if not isinstance(iid, str) or lab not in ("A", "B", "tie", None):
-                raise ValueError(f"{p}:{n}: needs a string 'id' and a 'label' of A, B or tie")
-            by_id[iid] = Judgment(item_id=iid, judge=f"replay:{p.name}", label=lab,
-                                  rationale=str(row.get("rationale", "")))
-    missing = [it.id for it in items if it.id not in by_id]
-    if missing:
-        raise ValueError(f"{p} has no label for {len(missing)} pairs (first: {missing[:3]})")
-    return [by_id[it.id] for it in items]
+__all__ = ["get_ai_labels", "label_with_judge", "load_replay"]
 
 
 def label_with_judge(judge_cfg: dict, items: Sequence[PairwiseItem], cache_path: Path) -> list[Judgment]:

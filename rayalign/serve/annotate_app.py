@@ -197,12 +197,10 @@ class AnnotateServer:
 
 
 def serve_url() -> str:
-    """The base URL of the running Serve HTTP proxy (whatever host/port it was started on)."""
-    from ray.serve.context import _get_global_client
+    """Base URL (for a local client) of the running Serve HTTP proxy, from its real options."""
+    from rayalign.serve.common import proxy_url
 
-    cfg = _get_global_client().http_config
-    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "127.0.0.1", "localhost") else cfg.host
-    return f"http://{host}:{cfg.port}"
+    return proxy_url()
 
 
 def start_annotation_server(db_path: str | Path, token: str, host: str = "127.0.0.1",
@@ -210,20 +208,16 @@ def start_annotation_server(db_path: str | Path, token: str, host: str = "127.0.
     """Deploy the app on the current Ray cluster; returns the base URL of the page.
 
     Serve's HTTP proxy is shared by every app on the cluster: if Serve already runs (e.g.
-    the RM endpoint), the page joins it on that host/port instead.
+    the RM endpoint), the page joins it when it listens on the requested host (on its port,
+    with a warning, if that differs) and refuses with ``ProxyHostMismatch`` when it listens
+    on another host (see ``rayalign.serve.common``).
     """
-    from ray.serve.context import _get_global_client
+    from rayalign.serve.common import connect_url, ensure_proxy
 
-    try:
-        _get_global_client()
-        already = True
-    except Exception:
-        already = False
-    if not already:
-        serve.start(http_options={"host": host, "port": int(port)})
+    bound = ensure_proxy(host, port)
     serve.run(AnnotateServer.bind(str(Path(db_path).resolve()), token), name=APP_NAME,
               route_prefix=route_prefix, blocking=False)
-    base = serve_url()
+    base = connect_url(*bound)
     return base + (route_prefix.rstrip("/") if route_prefix != "/" else "")
 
 

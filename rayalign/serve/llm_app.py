@@ -97,22 +97,11 @@ class LLMServer:
         }
 
 
-def _serve_running() -> bool:
-    from ray.serve.context import _get_global_client
-
-    try:
-        _get_global_client()
-        return True
-    except Exception:
-        return False
-
-
 def serve_base_url() -> str:
-    from ray.serve.context import _get_global_client
+    """Base URL (for a local client) of the running Serve HTTP proxy, from its real options."""
+    from rayalign.serve.common import proxy_url
 
-    cfg = _get_global_client().http_config
-    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "127.0.0.1", "localhost") else cfg.host
-    return f"http://{host}:{cfg.port}"
+    return proxy_url()
 
 
 def start_llm_server(model: str, host: str = "127.0.0.1", port: int = 8400, route_prefix: str = "/llm",
@@ -121,20 +110,21 @@ def start_llm_server(model: str, host: str = "127.0.0.1", port: int = 8400, rout
     """Deploy the endpoint on the current Ray cluster; returns its OpenAI base URL (``.../v1``).
 
     Serve's HTTP proxy is shared by all apps of a cluster: if Serve already runs, this app
-    joins it on that host/port (the ``route_prefix`` keeps apps apart).
+    joins it (the ``route_prefix`` keeps apps apart) when it listens on the requested host,
+    and refuses with ``ProxyHostMismatch`` when it listens on another one.
     """
     from rayalign.ray_utils import init_ray
+    from rayalign.serve.common import connect_url, ensure_proxy
 
     init_ray()
-    if not _serve_running():
-        serve.start(http_options={"host": host, "port": int(port)})
+    bound = ensure_proxy(host, port)
     cfg = EngineConfig(kind="hf_local", model=model, device=device, batch_size=batch_size)
     dep = LLMServer.options(num_replicas=num_replicas,
                             ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus})
     serve.run(dep.bind(cfg.model_dump_json(), max_batch_size=batch_size), name=APP_NAME,
               route_prefix=route_prefix, blocking=False)
     prefix = "" if route_prefix == "/" else route_prefix.rstrip("/")
-    return f"{serve_base_url()}{prefix}/v1"
+    return f"{connect_url(*bound)}{prefix}/v1"
 
 
 def stop_llm_server() -> None:

@@ -182,17 +182,22 @@ def build_deployment(cfg: RMServeConfig):
 
 
 def start_reward_server(cfg: RMServeConfig, ray_cfg=None) -> str:
-    """Start (or replace) the RM application; return its base URL. Does not block."""
+    """Start (or replace) the RM application; return its base URL. Does not block.
+
+    Joins a running Serve proxy only when it listens on ``cfg.host`` (the URL then carries
+    the proxy's real port); another host raises ``ProxyHostMismatch`` (``rayalign.serve.common``).
+    """
     from ray import serve
 
     from rayalign.ray_utils import init_ray
+    from rayalign.serve.common import connect_url, ensure_proxy
 
     if not (Path(cfg.model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"model_dir {cfg.model_dir} holds no model (no config.json)")
     init_ray(ray_cfg)
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    bound = ensure_proxy(cfg.host, cfg.port)
     serve.run(build_deployment(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
-    return f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
+    return f"{connect_url(*bound)}{cfg.route_prefix.rstrip('/')}"
 
 
 def stop_reward_server(cfg: RMServeConfig) -> None:
@@ -221,11 +226,14 @@ def _cmd_serve_rm(args: argparse.Namespace) -> int:
                                  ("port", args.port), ("num_replicas", args.replicas)) if v}
     cfg = cfg.model_copy(update=updates)
     cfg = RMServeConfig.model_validate(cfg.model_dump())
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving the reward model on %s: reachable from other machines", cfg.host)
+    from rayalign.serve.common import describe_bind, is_loopback, running_proxy
+
     url = start_reward_server(cfg)
-    print(json.dumps({"url": url, "endpoints": ["/score", "/score_pairs", "/health"]}),
-          flush=True)
+    bound = running_proxy() or (cfg.host, cfg.port)
+    if not is_loopback(bound[0]):
+        log.warning("serving the reward model on %s", describe_bind(*bound))
+    print(json.dumps({"url": url, "bound": describe_bind(*bound),
+                      "endpoints": ["/score", "/score_pairs", "/health"]}), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
