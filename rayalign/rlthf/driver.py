@@ -41,6 +41,8 @@ from rayalign.runs import RunDir, atomic_write_json, read_jsonl, write_jsonl
 log = logging.getLogger("rayalign.rlthf")
 
 SIMULATED_NOTE = "simulated"
+#: Origins of pairs people have seen: answered A/B, or tie/skip (spent, never asked again).
+HUMAN_ORIGINS = ("human", "human_nolabel")
 
 
 class HumanLabelsPending(RuntimeError):
@@ -278,7 +280,7 @@ class RLTHFLoop:
             d = json.loads(pending.read_text())
             log.info("iteration %d: reusing the selection fixed before the interrupted human step", k)
             return Selection(**d["selection"]), d["audit"], budget, beta
-        already = {i for i in self.shard_ids if state.origins.get(i) in ("human", "human_nolabel")}
+        already = {i for i in self.shard_ids if state.origins.get(i) in HUMAN_ORIGINS}
         sel = select(order, curve, budget=budget, backoff=beta, already_human=already)
         audit = audit_sample(sel.flips, min(cfg.flip_audit, budget), seed=f"audit:{cfg.seed}:{k}")
         if audit:  # the audit is paid from this iteration's budget
@@ -329,7 +331,7 @@ class RLTHFLoop:
 
     def _human_counts(self, origins: dict[str, str]) -> dict[str, float]:
         # Spend is every pair shown to people, whether or not they gave an A/B answer.
-        n = sum(1 for i in self.shard_ids if origins.get(i) in ("human", "human_nolabel"))
+        n = sum(1 for i in self.shard_ids if origins.get(i) in HUMAN_ORIGINS)
         return {"human_count": n,
                 "human_no_label": sum(1 for i in self.shard_ids if origins.get(i) == "human_nolabel"),
                 "human_pct": 100.0 * n / max(1, len(self.train_items)),
