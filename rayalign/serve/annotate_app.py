@@ -196,13 +196,6 @@ class AnnotateServer:
         return build_app(self._db_path, self._token)
 
 
-def serve_url() -> str:
-    """Base URL (for a local client) of the running Serve HTTP proxy, from its real options."""
-    from rayalign.serve.common import proxy_url
-
-    return proxy_url()
-
-
 def start_annotation_server(db_path: str | Path, token: str, host: str = "127.0.0.1",
                             port: int = 8300, route_prefix: str = "/") -> str:
     """Deploy the app on the current Ray cluster; returns the base URL of the page.

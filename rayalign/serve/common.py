@@ -129,10 +129,3 @@ def ensure_proxy(host: str, port: int) -> tuple[str | None, int]:
         log.warning("Ray Serve HTTP proxy bound to %s", describe_bind(*bound))
     return bound
 
-
-def proxy_url() -> str:
-    """Base URL (for a local client) of the running Serve proxy."""
-    bound = running_proxy()
-    if bound is None:
-        raise RuntimeError("Ray Serve is not running")
-    return connect_url(*bound)

@@ -97,13 +97,6 @@ class LLMServer:
         }
 
 
-def serve_base_url() -> str:
-    """Base URL (for a local client) of the running Serve HTTP proxy, from its real options."""
-    from rayalign.serve.common import proxy_url
-
-    return proxy_url()
-
-
 def start_llm_server(model: str, host: str = "127.0.0.1", port: int = 8400, route_prefix: str = "/llm",
                      device: str = "cpu", batch_size: int = 8, num_replicas: int = 1,
                      num_cpus: float = 1, num_gpus: float = 0) -> str:
