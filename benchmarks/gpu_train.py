@@ -160,7 +160,8 @@ def plain_rm(model_dir: Path, pairs, cfg, threads: int) -> dict[str, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from rayalign import train_utils as tu
+    from rayalign.training import ray_train as tu
+    from rayalign.training import worker as tw
     from rayalign.rewards.lora import encode
 
     torch.set_num_threads(threads)
@@ -183,9 +184,9 @@ def plain_rm(model_dir: Path, pairs, cfg, threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
-    m = tu.summarize_log_history(trainer.state.log_history)
+    m = tw.summarize_log_history(trainer.state.log_history)
     return {"num_tokens": m.get("num_tokens", 0.0), "train_runtime": m["train_runtime"],
-            "wall_s": wall, "peak_mem_bytes": tu.peak_memory_bytes()}
+            "wall_s": wall, "peak_mem_bytes": tw.peak_memory_bytes()}
 
 
 def plain_dpo(model_dir: Path, pairs, cfg, threads: int) -> dict[str, Any]:
@@ -194,7 +195,8 @@ def plain_dpo(model_dir: Path, pairs, cfg, threads: int) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from rayalign import train_utils as tu
+    from rayalign.training import ray_train as tu
+    from rayalign.training import worker as tw
 
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
@@ -211,9 +213,9 @@ def plain_dpo(model_dir: Path, pairs, cfg, threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
-    m = tu.summarize_log_history(trainer.state.log_history)
+    m = tw.summarize_log_history(trainer.state.log_history)
     return {"num_tokens": m.get("num_tokens", 0.0), "train_runtime": m["train_runtime"],
-            "wall_s": wall, "peak_mem_bytes": tu.peak_memory_bytes()}
+            "wall_s": wall, "peak_mem_bytes": tw.peak_memory_bytes()}
 
 
 # --- rayalign under Ray Train ----------------------------------------------------------------
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from rayalign.config import RayConfig
-    from rayalign.policy.train_config import DPOTrainConfig, LoraSettings, TrainScaling
+    from rayalign.training.config import DPOTrainConfig, LoraSettings, TrainScaling
     from rayalign.ray_utils import init_ray
     from rayalign.rewards.lora import LoraRMConfig
 

@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     from rayalign.feedback.judges import PairwiseJudge
     from rayalign.feedback.templates import ALPACA_PAIRWISE
     from rayalign.policy.align_config import AlignConfig
-    from rayalign.policy.driver import judge_metrics, prepare_data, resolve_model_path, run_align
+    from rayalign.models.registry import model_dir
+    from rayalign.policy.driver import judge_metrics, prepare_data, run_align
     from rayalign.policy.self_reward import RubricScorer
 
     timings: dict[str, float] = {}
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
     groups = prepare_data(sft_cfg)["eval_groups"]
     ref = load_reference(a.alpaca_dir, a.eval_prompts, seed=a.seed)
     prompts = [r.prompt for r in ref]
-    judge_engine = build_engine(EngineConfig(kind="hf_local", model=resolve_model_path(a.judge),
+    judge_engine = build_engine(EngineConfig(kind="hf_local", model=model_dir(a.judge),
                                              device="cpu", dtype="float32", batch_size=8))
     judge = PairwiseJudge(judge_engine, ALPACA_PAIRWISE, both_orders=False, parse_retries=0,
                           params=SamplingParams(max_tokens=48, temperature=0.0))

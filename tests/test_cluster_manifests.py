@@ -38,7 +38,7 @@ def _check_entrypoint(entrypoint: str) -> None:
     assert str(cfg.relative_to(ROOT)).startswith("jobs/configs/")
     # and the config validates against the job's own model
     from rayalign.config import load_config
-    from rayalign.policy.train_config import DPOJobConfig, SFTJobConfig
+    from rayalign.training.config import DPOJobConfig, SFTJobConfig
     from rayalign.rewards.commands import RMTrainJobConfig
 
     model = {"rm": RMTrainJobConfig, "dpo": DPOJobConfig, "sft": SFTJobConfig}.get(argv[3])
@@ -129,7 +129,7 @@ def test_cluster_launcher_a100_nodes():
 @pytest.mark.parametrize("name", ["rm_a100.yaml", "dpo_a100.yaml"])
 def test_gpu_job_configs_fit_the_cluster(name):
     from rayalign.config import load_config
-    from rayalign.policy.train_config import DPOJobConfig
+    from rayalign.training.config import DPOJobConfig
     from rayalign.rewards.commands import RMTrainJobConfig
 
     model = RMTrainJobConfig if name.startswith("rm") else DPOJobConfig

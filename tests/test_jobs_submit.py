@@ -145,7 +145,7 @@ def test_submit_status_logs_against_a_real_local_cluster(local_ray_cluster, tmp_
 def test_training_job_configs_validate_and_name_existing_local_data(name):
     from rayalign.config import load_config
     from rayalign.policy.commands import _resolve
-    from rayalign.policy.train_config import DPOJobConfig, SFTJobConfig
+    from rayalign.training.config import DPOJobConfig, SFTJobConfig
     from rayalign.rewards.commands import RMTrainJobConfig
 
     model = {"rm": RMTrainJobConfig, "dpo": DPOJobConfig, "sft": SFTJobConfig}[name.split("_")[0]]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rayalign.models.tiny import build_tiny_causal_lm, toy_preference_pairs
-from rayalign.policy.train_config import DPOTrainConfig, LoraSettings, SFTTrainConfig, TrainScaling
+from rayalign.training.config import DPOTrainConfig, LoraSettings, SFTTrainConfig, TrainScaling
 
 
 @pytest.fixture(scope="module")

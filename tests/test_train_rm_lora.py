@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from rayalign.models.tiny import build_tiny_causal_lm, toy_preference_pairs
-from rayalign.policy.train_config import LoraSettings, TrainScaling
+from rayalign.training.config import LoraSettings, TrainScaling
 from rayalign.rewards.lora import LoraRewardBackend, LoraRMConfig, encode, train_lora_rm
-from rayalign.train_utils import base_training_args, gradient_accumulation
+from rayalign.training.ray_train import base_training_args, gradient_accumulation
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_defaults_follow_the_paper_and_batch_math():
     # transformers 5 reads a warmup_steps float in [0, 1) as a ratio of the training steps
     assert args["warmup_steps"] == 0.1
     # the RM's warm-up default is its own: SFT and DPO keep theirs
-    from rayalign.policy.train_config import DPOTrainConfig, SFTTrainConfig
+    from rayalign.training.config import DPOTrainConfig, SFTTrainConfig
     assert SFTTrainConfig().warmup_ratio == DPOTrainConfig().warmup_ratio == 0.0
     assert base_training_args(cfg, TrainScaling(use_gpu=True))["bf16"] is True
     with pytest.raises(Exception):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rayalign import train_utils as tu
-from rayalign.policy.train_config import TrainScaling
+from rayalign.training import ray_train as tu
+from rayalign.training.config import TrainScaling
 
 
 @pytest.mark.parametrize("kind", ["rm", "sft", "dpo"])

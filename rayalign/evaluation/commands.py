@@ -104,9 +104,9 @@ def _gen_args(p) -> None:
 
 def _engine(spec: str, args):
     from rayalign.engines.config import EngineConfig, build_engine
-    from rayalign.policy.driver import resolve_model_path
+    from rayalign.models.registry import model_dir
 
-    return build_engine(EngineConfig(kind="hf_local", model=resolve_model_path(spec),
+    return build_engine(EngineConfig(kind="hf_local", model=model_dir(spec),
                                      device=args.device, batch_size=args.batch_size))
 
 

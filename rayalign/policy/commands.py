@@ -56,8 +56,9 @@ def _load_pairs(path: str, limit: int | None):
 def _resolve(path: str, config_path: str) -> str:
     """Data/model paths in a config are relative to the config file's folder, or absolute."""
     from rayalign.config import resolve_path
+    from rayalign.models.registry import is_named_spec
 
-    if path == "tiny":
+    if is_named_spec(path):
         return path
     p = resolve_path(path)
     if p.is_absolute() or p.exists():
@@ -68,7 +69,7 @@ def _resolve(path: str, config_path: str) -> str:
 def cmd_sft(args: argparse.Namespace) -> int:
     from rayalign.config import load_config
     from rayalign.policy.sft import run_sft
-    from rayalign.policy.train_config import SFTJobConfig
+    from rayalign.training.config import SFTJobConfig
     from rayalign.runs import RunDir
 
     cfg = load_config(SFTJobConfig, args.config, args.overrides)
@@ -85,7 +86,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
 def cmd_dpo(args: argparse.Namespace) -> int:
     from rayalign.config import load_config
     from rayalign.policy.dpo import run_dpo
-    from rayalign.policy.train_config import DPOJobConfig
+    from rayalign.training.config import DPOJobConfig
     from rayalign.runs import RunDir
 
     cfg = load_config(DPOJobConfig, args.config, args.overrides)

@@ -30,6 +30,7 @@ from rayalign.data.schema import PreferencePair, PromptRecord, RankedAnswer, sta
 from rayalign.engines.base import Engine
 from rayalign.engines.config import EngineConfig
 from rayalign.evaluation.metrics import RankGroup, ranks_to_reference, reward_model_metrics
+from rayalign.models.registry import model_dir
 from rayalign.policy.align_config import AlignConfig
 from rayalign.policy.self_reward import (
     CandidateSet, JudgedSet, RubricScorer, build_pairs, sample_candidates, score_candidates,
@@ -48,15 +49,6 @@ SFTFn = Callable[..., Path]
 DPOFn = Callable[..., Path]
 
 JOB = "align"
-
-
-def resolve_model_path(spec: str) -> str:
-    """A model spec ("smollm2", "tiny", a directory) -> a local directory, offline."""
-    if spec == "tiny":
-        spec = "tiny-llama"
-    from rayalign.models.registry import resolve_model
-
-    return resolve_model(spec).path
 
 
 def default_engine_factory(cfg: EngineConfig) -> Engine:
@@ -187,7 +179,7 @@ class AlignLoop:
                 ecfg = t.engine
                 assert ecfg is not None
                 if ecfg.kind in ("hf_local", "vllm"):  # "tiny", "smollm2", dirs -> local path
-                    ecfg = ecfg.model_copy(update={"model": resolve_model_path(ecfg.model)})
+                    ecfg = ecfg.model_copy(update={"model": model_dir(ecfg.model)})
                 self._teacher = self.engine_factory(ecfg)
         return self._teacher
 
@@ -213,7 +205,7 @@ class AlignLoop:
 
     # ------------------------------------------------------------------ steps
     def step_sft(self) -> str:
-        base = resolve_model_path(self.cfg.model)
+        base = model_dir(self.cfg.model)
         if not (self.cfg.sft.enabled or self.cfg.recipe == "sft"):
             return base
         if self.run.is_done("sft"):

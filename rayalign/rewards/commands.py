@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 
 from rayalign.config import RayConfig, StrictModel
-from rayalign.policy.train_config import DataSource
+from rayalign.training.config import DataSource
 from rayalign.rewards.lora import LoraRMConfig
 
 log = logging.getLogger(__name__)

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from pydantic import Field
 
-from rayalign.config import RayConfig, StrictModel
+from rayalign.config import RayConfig
 from rayalign.data.schema import PairwiseItem, PreferencePair
-from rayalign.policy.train_config import LoraSettings, TrainHyper, TrainScaling
-from rayalign.runs import atomic_write_json
-from rayalign import train_utils as tu
+from rayalign.training.config import LoraSettings, TrainHyper, TrainScaling
+from rayalign.training.ray_train import is_final_model, resolve_model_dir, train_job
+from rayalign.training.worker import peft_lora_config
 
 log = logging.getLogger(__name__)
 
@@ -73,44 +70,26 @@ def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
     return ids[-max_length:] if len(ids) > max_length else ids
 
 
-def _resolve_base(base_model: str) -> str:
-    if base_model == "tiny":
-        from rayalign.models.tiny import build_tiny_causal_lm, default_tiny_dir
-
-        return str(build_tiny_causal_lm(default_tiny_dir()))
-    p = Path(base_model).expanduser()
-    if not p.is_dir():
-        raise FileNotFoundError(f"base_model {base_model!r} is not a local model directory")
-    return str(p.resolve())
-
-
 def _rows(pairs: Sequence[PreferencePair]) -> list[dict[str, str]]:
     """Plain dicts for the workers (TRL's standard format: prompt / chosen / rejected)."""
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
 # ---------------------------------------------------------------------------------------
-# the Ray Train worker
+# the trainer factory (runs inside each Ray Train worker)
 # ---------------------------------------------------------------------------------------
 
-def _rm_worker(cfg: dict[str, Any]) -> None:
-    """One Ray Train worker: RewardTrainer + LoRA, resumable from Ray Train checkpoints."""
-    import tempfile
+def build_reward_trainer(cfg: dict[str, Any], tok, args: dict[str, Any], callbacks: list):
+    """Trainer factory for ``training.worker.trl_train_loop``: RewardTrainer + LoRA.
 
+    Pre-tokenized with :func:`encode`, so TRL keeps every pair (cut from the left) and
+    scoring sees exactly what training saw.
+    """
     import datasets
-    import torch
-    from peft import LoraConfig, TaskType
-    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    rank, world = tu.worker_setup()
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg["torch_threads"]))
-    base = cfg["base_model"]
-    tok = AutoTokenizer.from_pretrained(base)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    base = cfg["model_path"]
 
     def tokenized(rows):
         return datasets.Dataset.from_list([
@@ -118,42 +97,14 @@ def _rm_worker(cfg: dict[str, Any]) -> None:
              "rejected_ids": encode(tok, r["prompt"], r["rejected"], cfg["max_length"])}
             for r in rows])
 
-    train_ds = tokenized(cfg["train_rows"])
     eval_ds = tokenized(cfg["eval_rows"]) if cfg.get("eval_rows") else None
-
-    holder, resume_from, final_ckpt = tu.resume_checkpoint_dir()
-    if final_ckpt is not None:
-        tu.rereport_final(rank, final_ckpt)
-        return
-    first_attempt = holder is None
-    workdir = tempfile.mkdtemp(prefix=f"rayalign-rm-rank{rank}-")
-    args = RewardConfig(
-        output_dir=workdir, max_length=None, eval_strategy="epoch" if eval_ds is not None else "no",
-        **cfg["training_args"])
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
-    lora = cfg["lora"]
-    peft_config = LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=lora["r"], lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"], target_modules=lora["target_modules"],
-        modules_to_save=["score"])
     trainer = RewardTrainer(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tok, peft_config=peft_config,
-        callbacks=[RayTrainReportCallback(),
-                   tu.make_fault_callback(cfg.get("fail_at_step"), first_attempt, rank)])
-    trainer = prepare_trainer(trainer)
-    resumed_step = tu.checkpoint_step(resume_from)
-    t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - t0
-    metrics = tu.summarize_log_history(trainer.state.log_history)
-    metrics.update({
-        "train_seconds_this_attempt": seconds, "resumed_from_step": resumed_step,
-        "global_step": trainer.state.global_step, "world_size": world, "peak_mem_bytes": tu.peak_memory_bytes(),
-        "train_loss": out.training_loss,
-        "num_tokens": float(metrics.get("num_tokens", 0.0)),
-    })
+        model=model, train_dataset=tokenized(cfg["train_rows"]), eval_dataset=eval_ds,
+        args=RewardConfig(max_length=None, eval_strategy="epoch" if eval_ds is not None else "no", **args),
+        processing_class=tok, callbacks=callbacks,
+        peft_config=peft_lora_config(cfg["lora"], "SEQ_CLS", modules_to_save=["score"]))
 
     def make_final(saved: Path, final: Path) -> None:
         from peft import PeftModel
@@ -164,10 +115,7 @@ def _rm_worker(cfg: dict[str, Any]) -> None:
         merged.save_pretrained(final)
         tok.save_pretrained(final)
 
-    tu.save_and_report_final(trainer, rank, make_final, metrics)
-    if holder is not None:
-        shutil.rmtree(holder, ignore_errors=True)
-    shutil.rmtree(workdir, ignore_errors=True)
+    return trainer, make_final
 
 
 # ---------------------------------------------------------------------------------------
@@ -184,36 +132,20 @@ def train_lora_rm(pairs: Sequence[PreferencePair], cfg: LoraRMConfig, output_dir
     resumes from its latest checkpoint. ``_fail_at_step`` kills a worker once after that
     step's checkpoint (fault-tolerance tests).
     """
-    output_dir = Path(output_dir).resolve()
-    model_dir = output_dir / "model"
-    if tu.is_final_model(model_dir) and (model_dir / RM_META).is_file():
-        log.info("reward model already trained: %s", model_dir)
+    model_dir = Path(output_dir).resolve() / "model"
+    if is_final_model(model_dir) and (model_dir / RM_META).is_file():
         return model_dir
     if not pairs:
         raise ValueError("train_lora_rm: no training pairs")
-    base = _resolve_base(cfg.base_model)
-    loop_cfg = {
-        "base_model": base,
-        "max_length": cfg.max_length,
-        "train_rows": _rows(pairs),
-        "eval_rows": _rows(eval_pairs) if eval_pairs else None,
-        "training_args": tu.base_training_args(cfg, cfg.scaling),
-        "lora": tu.lora_kwargs(cfg.lora),
-        "fail_at_step": _fail_at_step,
-        "torch_threads": int(os.environ.get("RAYALIGN_TRAIN_THREADS", "0")) or None,
-    }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    result = tu.run_torch_trainer(_rm_worker, loop_cfg, cfg.scaling, output_dir, name="rm",
-                                  ray_cfg=ray_cfg)
-    tu.export_final_model(result, model_dir)
-    meta = {
-        "kind": "lora_reward_model", "base_model": base, "max_length": cfg.max_length,
-        "num_pairs": len(pairs), "config": cfg.model_dump(mode="json"),
-        "metrics": dict(result.metrics or {}), "wall_seconds": time.perf_counter() - t0,
-    }
-    atomic_write_json(model_dir / RM_META, meta)
-    return model_dir
+    base = resolve_model_dir(cfg.base_model)
+    return train_job(
+        "rm", build_reward_trainer,
+        {"model_path": base, "max_length": cfg.max_length, "train_rows": _rows(pairs),
+         "eval_rows": _rows(eval_pairs) if eval_pairs else None},
+        cfg, cfg.scaling, cfg.lora, output_dir, RM_META,
+        {"kind": "lora_reward_model", "base_model": base, "max_length": cfg.max_length,
+         "num_pairs": len(pairs), "config": cfg.model_dump(mode="json")},
+        ray_cfg=ray_cfg, fail_at_step=_fail_at_step)
 
 
 def rm_metadata(rm_dir: Path) -> dict[str, Any]:
@@ -263,6 +195,6 @@ class LoraRewardBackend:
 
     def load(self, out_dir: Path) -> object:
         model_dir = Path(out_dir) / "model"
-        if not tu.is_final_model(model_dir):
+        if not is_final_model(model_dir):
             raise FileNotFoundError(f"no trained LoRA reward model in {out_dir}")
         return model_dir

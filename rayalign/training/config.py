@@ -8,7 +8,6 @@ editing numbers, never code.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -129,12 +128,3 @@ class DPOJobConfig(StrictModel):
     run_dir: str = "runs/dpo"
     train: DPOTrainConfig = Field(default_factory=DPOTrainConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
-
-
-def model_path_or_tiny(model: str | Path) -> str:
-    """``tiny`` names the bundled offline tiny model (built on first use); anything else is a path."""
-    if str(model) == "tiny":
-        from rayalign.models.tiny import build_tiny_causal_lm, default_tiny_dir
-
-        return str(build_tiny_causal_lm(default_tiny_dir()))
-    return str(model)

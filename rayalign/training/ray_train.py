@@ -1,4 +1,4 @@
-"""Glue between TRL trainers and Ray Train, shared by the RM, SFT and DPO jobs.
+"""The driver side of every Ray Train job (RM, SFT, DPO): one TorchTrainer around TRL.
 
 The pattern (Ray's documented one for Hugging Face trainers):
 
@@ -24,11 +24,13 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 from rayalign.config import RayConfig
-from rayalign.policy.train_config import LoraSettings, TrainHyper, TrainScaling
+from rayalign.runs import atomic_write_json
+from rayalign.training.config import LoraSettings, TrainHyper, TrainScaling
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,6 @@ OFFLINE_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 
-
-# ---------------------------------------------------------------------------------------
-# driver side
-# ---------------------------------------------------------------------------------------
 
 def gradient_accumulation(hyper: TrainHyper, num_workers: int) -> int:
     """Accumulation steps so that per-device batch x workers x steps ~= effective batch."""
@@ -106,11 +104,6 @@ def base_training_args(hyper: TrainHyper, scaling: TrainScaling) -> dict[str, An
         "dataloader_num_workers": 0,
         "ddp_find_unused_parameters": False,
     }
-
-
-def lora_kwargs(lora: LoraSettings | None) -> dict[str, Any] | None:
-    """Plain-dict LoRA settings for the worker (PEFT objects are built where they are used)."""
-    return None if lora is None else lora.model_dump()
 
 
 def ray_run_location(scaling: TrainScaling, output_dir: Path, kind: str) -> tuple[str, str]:
@@ -192,164 +185,13 @@ def is_final_model(path: Path) -> bool:
     return (Path(path) / FINAL_MARKER).is_file()
 
 
-# ---------------------------------------------------------------------------------------
-# worker side
-# ---------------------------------------------------------------------------------------
-
-def worker_setup() -> tuple[int, int]:
-    """Offline env + thread count for a training worker; returns (rank, world size)."""
-    import ray.train
-
-    for k, v in OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
-    ctx = ray.train.get_context()
-    return ctx.get_world_rank(), ctx.get_world_size()
 
 
-def resume_checkpoint_dir() -> tuple[Path | None, str | None, Path | None]:
-    """Latest Ray Train checkpoint: (local copy, HF checkpoint path, final-model dir).
+def resolve_model_dir(model_spec: str | os.PathLike) -> str:
+    """A local model directory for a spec (``tiny``, ``smollm2``, a path); never a hub id."""
+    from rayalign.models.registry import model_dir
 
-    The checkpoint is copied to a local temp dir first: Ray Train prunes old checkpoints
-    (``num_to_keep``) while training goes on, and on a cluster storage is remote anyway.
-    A *final* checkpoint means an earlier attempt finished training and only the export was
-    lost: the worker re-reports it instead of training again.
-    """
-    import ray.train
-    from ray.train.huggingface.transformers import RayTrainReportCallback
-
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return None, None, None
-    d = Path(tempfile.mkdtemp(prefix="rayalign-resume-"))
-    ckpt.to_directory(str(d))
-    log.warning("resuming from Ray Train checkpoint %s", ckpt.path)
-    if (d / "final" / FINAL_MARKER).is_file():
-        return d, None, d
-    hf = d / RayTrainReportCallback.CHECKPOINT_NAME
-    return d, (str(hf) if hf.is_dir() else None), None
-
-
-def checkpoint_step(hf_checkpoint: str | None) -> int:
-    """The optimizer step an HF checkpoint was taken at (0 = fresh start)."""
-    import json
-
-    if not hf_checkpoint:
-        return 0
-    state = Path(hf_checkpoint) / "trainer_state.json"
-    return int(json.loads(state.read_text()).get("global_step", 0)) if state.is_file() else 0
-
-
-def rereport_final(rank: int, ckpt_dir: Path) -> None:
-    """Report an already-finished final model again (see :func:`resume_checkpoint_dir`)."""
-    import json
-
-    import ray.train
-    from ray.train import Checkpoint
-
-    metrics = json.loads((ckpt_dir / "final" / FINAL_MARKER).read_text())
-    ray.train.report(metrics=metrics,
-                     checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if rank == 0 else None)
-
-
-def make_fault_callback(fail_at_step: int | None, first_attempt: bool, rank: int = 0):
-    """Chaos hook for tests: on the first attempt, once the checkpoint at ``fail_at_step``
-    is registered with Ray Train, rank 0's process dies as if its node were lost."""
-    from transformers import TrainerCallback
-
-    class _KillAfterCheckpoint(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if first_attempt and fail_at_step is not None and state.global_step >= fail_at_step:
-                import ray.train
-
-                # Wait until the controller has the checkpoint, or the restart finds none.
-                ray.train.get_all_reported_checkpoints(timeout_s=120)
-                if rank == 0:
-                    log.warning("fault injection: killing rank 0 after step %d", state.global_step)
-                    os._exit(1)
-
-    return _KillAfterCheckpoint()
-
-
-def save_and_report_final(trainer, rank: int, make_final: Callable[[Path, Path], None],
-                          metrics: dict[str, Any]) -> None:
-    """All ranks save (ZeRO-3 gathers), rank 0 builds the final dir and reports it.
-
-    ``make_final(saved_dir, final_dir)`` turns what ``trainer.save_model`` wrote (an adapter
-    or a full model) into a plain ``from_pretrained`` directory.
-    """
-    import json
-
-    import ray.train
-    from ray.train import Checkpoint
-
-    saved = Path(trainer.args.output_dir) / "final_save"
-    trainer.save_model(str(saved))
-    if rank != 0:
-        ray.train.report(metrics=metrics, checkpoint=None)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        final = Path(tmp) / "final"
-        make_final(saved, final)
-        (final / FINAL_MARKER).write_text(json.dumps(metrics, default=str, indent=2))
-        ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
-
-
-def peak_memory_bytes() -> int:
-    """Peak memory of this process: CUDA allocator peak on GPU, else peak RSS."""
-    try:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            return int(torch.cuda.max_memory_allocated())
-    except Exception:
-        pass
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
-
-
-def summarize_log_history(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last value of each logged metric, plus the first training loss (for the record)."""
-    out: dict[str, Any] = {}
-    first_loss = None
-    for row in history:
-        if first_loss is None and "loss" in row:
-            first_loss = row["loss"]
-        for k, v in row.items():
-            if isinstance(v, (int, float)):
-                out[k] = v
-    if first_loss is not None:
-        out["first_loss"] = first_loss
-    return out
-
-
-def causal_lm_final_builder(base_path: str, tokenizer, lora: bool) -> Callable[[Path, Path], None]:
-    """``make_final`` for causal LMs: merge a LoRA adapter into the base, or copy weights."""
-
-    def make_final(saved: Path, final: Path) -> None:
-        from transformers import AutoModelForCausalLM
-
-        if lora:
-            from peft import PeftModel
-
-            base = AutoModelForCausalLM.from_pretrained(base_path)
-            model = PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(saved))
-        model.save_pretrained(final)
-        tokenizer.save_pretrained(final)
-
-    return make_final
-
-
-def resolve_model_dir(model_path: str | os.PathLike) -> str:
-    """A local model directory (``tiny`` = the bundled tiny model); never a hub id."""
-    from rayalign.policy.train_config import model_path_or_tiny
-
-    p = Path(model_path_or_tiny(str(model_path))).expanduser()
-    if not p.is_dir():
-        raise FileNotFoundError(f"model {model_path!r} is not a local model directory")
-    return str(p.resolve())
+    return model_dir(str(model_spec))
 
 
 def count_too_long_prompts(model_dir: str, prompts: list[str], max_length: int) -> list[int]:
@@ -359,3 +201,35 @@ def count_too_long_prompts(model_dir: str, prompts: list[str], max_length: int) 
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     return [i for i, p in enumerate(prompts) if len(tok(p)["input_ids"]) >= max_length]
+
+
+def train_job(kind: str, build_trainer: Callable, job: dict[str, Any], hyper: TrainHyper,
+              scaling: TrainScaling, lora: LoraSettings | None, output_dir: Path,
+              meta_file: str, meta: dict[str, Any], ray_cfg: RayConfig | None = None,
+              fail_at_step: int | None = None) -> Path:
+    """Train with ``build_trainer`` (see ``training.worker.TrainerFactory``) on Ray Train.
+
+    ``job`` holds what the factory needs (``model_path``, rows, ...). The final model lands in
+    ``output_dir/model`` with ``meta_file`` (``meta`` + config-independent facts: metrics, wall
+    time). Idempotent: a finished ``output_dir`` returns at once; an interrupted one resumes.
+    """
+    from rayalign.training.worker import trl_train_loop
+
+    output_dir = Path(output_dir).resolve()
+    model_dir = output_dir / "model"
+    if is_final_model(model_dir) and (model_dir / meta_file).is_file():
+        log.info("%s already finished: %s", kind, model_dir)
+        return model_dir
+    loop_cfg = {
+        **job, "kind": kind, "build_trainer": build_trainer,
+        "training_args": base_training_args(hyper, scaling),
+        "lora": None if lora is None else lora.model_dump(), "fail_at_step": fail_at_step,
+        "torch_threads": int(os.environ.get("RAYALIGN_TRAIN_THREADS", "0")) or None,
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = run_torch_trainer(trl_train_loop, loop_cfg, scaling, output_dir, name=kind, ray_cfg=ray_cfg)
+    export_final_model(result, model_dir)
+    atomic_write_json(model_dir / meta_file, {
+        **meta, "metrics": dict(result.metrics or {}), "wall_seconds": time.perf_counter() - t0})
+    return model_dir
