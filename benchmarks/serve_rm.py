@@ -1,4 +1,4 @@
-"""Reward-model serving benchmark: p50/p99 latency and throughput of `rayalign serve rm`.
+"""Reward-model serving benchmark: p50/p99 latency and throughput of `rayalign rm serve`.
 
 Starts the Ray Serve RM app on 127.0.0.1 (a tiny offline RM unless --model-dir is given),
 then drives it with a *bounded* closed-loop load from httpx (fixed request count per level,

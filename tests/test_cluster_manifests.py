@@ -39,7 +39,7 @@ def _check_entrypoint(entrypoint: str) -> None:
     # and the config validates against the job's own model
     from rayalign.config import load_config
     from rayalign.training.config import DPOJobConfig, SFTJobConfig
-    from rayalign.rewards.commands import RMTrainJobConfig
+    from rayalign.rewards.lora import RMTrainJobConfig
 
     model = {"rm": RMTrainJobConfig, "dpo": DPOJobConfig, "sft": SFTJobConfig}.get(argv[3])
     if model is not None:
@@ -130,7 +130,7 @@ def test_cluster_launcher_a100_nodes():
 def test_gpu_job_configs_fit_the_cluster(name):
     from rayalign.config import load_config
     from rayalign.training.config import DPOJobConfig
-    from rayalign.rewards.commands import RMTrainJobConfig
+    from rayalign.rewards.lora import RMTrainJobConfig
 
     model = RMTrainJobConfig if name.startswith("rm") else DPOJobConfig
     cfg = load_config(model, ROOT / "jobs" / "configs" / name)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
-import sys
-import types
 
-from rayalign.cli import build_parser, main
+from rayalign.cli import main
 
 
 def test_eval_alpaca_from_stored_gpt4_judgments(shared_data, tmp_path, capsys):
@@ -31,20 +28,6 @@ def test_eval_rm_with_a_tiny_model_as_judge(tmp_path):
     assert row["n_groups"] == 2 and row["n_unparsed"] == row["n_responses"]
     assert row["pairwise_accuracy"] == 0.0 and row["exact_match"] == 0.0
     assert (tmp_path / "rm_metrics.png").exists()
-
-
-def test_eval_parser_takes_the_feedback_judge_hook(monkeypatch):
-    fake = types.ModuleType("rayalign.feedback.commands")
-    fake.__spec__ = importlib.machinery.ModuleSpec("rayalign.feedback.commands", None)
-    fake.register = lambda sub: None
-    fake.add_eval_judge = lambda es: es.add_parser("judge", help="judge agreement").set_defaults(
-        func=lambda a: 7)
-    monkeypatch.setitem(sys.modules, "rayalign.feedback.commands", fake)
-    args = build_parser().parse_args(["eval", "judge"])
-    assert args.func(args) == 7
-    a = build_parser().parse_args(["align", "--recipe", "teacher-demo", "--config", "x.yaml",
-                                   "--set", "iterations=1"])
-    assert a.recipe == "teacher-demo" and a.overrides == ["iterations=1"]
 
 
 def test_errors_are_clear(tmp_path, capsys):

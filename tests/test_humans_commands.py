@@ -20,7 +20,7 @@ def _run_with_queue(tmp_path):
 def test_export_label_studio_then_import(tmp_path, capsys):
     run, q, items = _run_with_queue(tmp_path)
     out = tmp_path / "ls.json"
-    assert main(["annotate", "export", "--run", str(run), "--batch", "iter00",
+    assert main(["annotate", "export", "--run-dir", str(run), "--batch", "iter00",
                  "--format", "label-studio", "--out", str(out)]) == 0
     tasks = json.loads(out.read_text())
     assert (tmp_path / "ls.label_config.xml").is_file() and len(tasks) == 3
@@ -28,12 +28,12 @@ def test_export_label_studio_then_import(tmp_path, capsys):
         t["annotations"] = [{"completed_by": 7, "lead_time": 2.0, "result": [
             {"from_name": "preference", "type": "pairwise", "value": {"selected": side}}]}]
     out.write_text(json.dumps(tasks))
-    assert main(["annotate", "import", "--run", str(run), "--batch", "iter00",
+    assert main(["annotate", "import", "--run-dir", str(run), "--batch", "iter00",
                  "--format", "label-studio", str(out)]) == 0
     assert q.labels("iter00") == {items[0].id: "A", items[1].id: "B", items[2].id: "A"}
     assert {a["source"] for a in q.answers("iter00")} == {"label-studio"}
     capsys.readouterr()
-    assert main(["annotate", "status", "--run", str(run)]) == 0
+    assert main(["annotate", "status", "--run-dir", str(run)]) == 0
     text = capsys.readouterr().out
     assert "iter00" in text and "3 / 3" in text and "66.7%" in text
 
@@ -41,7 +41,7 @@ def test_export_label_studio_then_import(tmp_path, capsys):
 def test_export_argilla_ranking(tmp_path):
     run, _, items = _run_with_queue(tmp_path)
     out = tmp_path / "arg.json"
-    assert main(["annotate", "export", "--run", str(run), "--batch", "iter00", "--format",
+    assert main(["annotate", "export", "--run-dir", str(run), "--batch", "iter00", "--format",
                  "argilla", "--question", "ranking", "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["settings"]["questions"][0]["type"] == "ranking"
@@ -50,12 +50,12 @@ def test_export_argilla_ranking(tmp_path):
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     run, _, _ = _run_with_queue(tmp_path)
-    assert main(["annotate", "status", "--run", str(tmp_path / "missing")]) == 2
+    assert main(["annotate", "status", "--run-dir", str(tmp_path / "missing")]) == 2
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"id": "nope", "responses": {"preference": [
         {"value": "A", "user_id": "u"}]}}]))
-    assert main(["annotate", "import", "--run", str(run), "--batch", "iter00",
+    assert main(["annotate", "import", "--run-dir", str(run), "--batch", "iter00",
                  "--format", "argilla", str(bad)]) == 2
     assert "nope" in capsys.readouterr().err
-    assert main(["annotate", "export", "--run", str(run), "--batch", "zzz",
+    assert main(["annotate", "export", "--run-dir", str(run), "--batch", "zzz",
                  "--format", "argilla", "--out", str(tmp_path / "x.json")]) == 2

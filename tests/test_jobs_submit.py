@@ -14,7 +14,7 @@ import pytest
 
 from rayalign.cli import build_parser
 from rayalign.config import ConfigError
-from rayalign.jobs_cli import JOB_BY_PREFIX, PROJECT_ROOT, build_submission, infer_job
+from rayalign.cli.jobs import JOB_BY_PREFIX, PROJECT_ROOT, build_submission, infer_job
 
 CONFIGS = PROJECT_ROOT / "jobs" / "configs"
 
@@ -144,9 +144,9 @@ def test_submit_status_logs_against_a_real_local_cluster(local_ray_cluster, tmp_
                                   "dpo_a100.yaml", "sft_tiny.yaml"])
 def test_training_job_configs_validate_and_name_existing_local_data(name):
     from rayalign.config import load_config
-    from rayalign.policy.commands import _resolve
+    from rayalign.cli.common import resolve_config_path as _resolve
     from rayalign.training.config import DPOJobConfig, SFTJobConfig
-    from rayalign.rewards.commands import RMTrainJobConfig
+    from rayalign.rewards.lora import RMTrainJobConfig
 
     model = {"rm": RMTrainJobConfig, "dpo": DPOJobConfig, "sft": SFTJobConfig}[name.split("_")[0]]
     path = CONFIGS / name

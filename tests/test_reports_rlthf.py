@@ -147,9 +147,9 @@ def test_report_cli(tmp_path, capsys):
     from rayalign.cli import main
 
     run = make_run(tmp_path, iterations=1, baselines=False)
-    assert main(["report", "--run", str(run)]) == 0
+    assert main(["report", "--run-dir", str(run)]) == 0
     assert "report.html" in capsys.readouterr().out
-    assert main(["report", "--run", str(tmp_path / "nope")]) == 2
+    assert main(["report", "--run-dir", str(tmp_path / "nope")]) == 2
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),

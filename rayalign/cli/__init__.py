@@ -1,46 +1,132 @@
-"""The ``rayalign`` console script: one sub-command per job.
+"""The ``rayalign`` console script: one table of commands, one spelling each.
 
-Each area registers its own sub-commands (``rayalign/<area>/commands.py`` with a
-``register(subparsers)`` function), so this file only assembles them.
+Each row of :data:`COMMANDS` is a command's words, its help line, and the function that
+adds its arguments and handler (``module:function``, imported when the parser is built).
+Job commands also get the shared ``--config/--set/--run-dir/--resume|--new`` arguments, so a
+flag means the same everywhere. Command modules keep heavy imports (torch, ray) inside their
+handlers: building the parser stays cheap. Like TRL's ``get_commands()``, adding a command
+is adding a row.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
 import sys
+from dataclasses import dataclass
 
-# Areas that contribute sub-commands, in --help order. An area not written yet is absent.
-COMMAND_MODULES = [
-    "rayalign.data.commands",
-    "rayalign.rlthf.commands",
-    "rayalign.feedback.commands",
-    "rayalign.engines.commands",
-    "rayalign.rewards.commands",
-    "rayalign.policy.commands",
-    "rayalign.policy.align_commands",
-    "rayalign.evaluation.commands",
-    "rayalign.humans.commands",
-    "rayalign.serve.commands",
-    "rayalign.reports.commands",
-    "rayalign.jobs_cli",
-]
+
+@dataclass(frozen=True)
+class Command:
+    words: str                 # "rlthf run"
+    help: str
+    add: str                   # "rayalign.cli.rlthf:add_run": adds arguments + handler
+    job_example: str = ""      # set for job commands: the example config in their --config help
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("rlthf run", "run (or resume) the RLTHF loop", "rayalign.cli.rlthf:add_run",
+            "jobs/configs/quickstart.yaml"),
+    Command("label", "AI-label preference pairs with a judge (Ray Data fan-out, cached)",
+            "rayalign.cli.label:add_label", "jobs/configs/label_hh_smollm2.yaml"),
+    Command("generate", "sample candidate answers for prompts (Ray Data fan-out)",
+            "rayalign.cli.generate:add_generate", "jobs/configs/generate_smollm2.yaml"),
+    Command("rm train", "train a LoRA Bradley-Terry RM (TRL RewardTrainer on Ray Train)",
+            "rayalign.cli.rm:add_train", "jobs/configs/rm_tiny.yaml"),
+    Command("rm score", "score preference pairs with a trained RM (Ray Data; JSONL out)",
+            "rayalign.cli.rm:add_score"),
+    Command("rm serve", "serve a trained reward model over HTTP (Ray Serve)",
+            "rayalign.cli.serve:add_rm_serve"),
+    Command("sft", "supervised fine-tuning (TRL SFTTrainer on Ray Train)",
+            "rayalign.cli.train:add_sft", "jobs/configs/sft_tiny.yaml"),
+    Command("dpo", "DPO training (TRL DPOTrainer on Ray Train)",
+            "rayalign.cli.train:add_dpo", "jobs/configs/dpo_tiny.yaml"),
+    Command("align", "self-reward / teacher-reward / teacher-demo DPO loops (M1 -> M2 -> M3)",
+            "rayalign.cli.align:add_align", "jobs/configs/align_cpu_demo.yaml"),
+    Command("llm serve", "OpenAI-compatible /v1/chat/completions over a local model (Ray Serve)",
+            "rayalign.cli.serve:add_llm_serve"),
+    Command("annotate serve", "serve the annotation page and its JSON API (Ray Serve)",
+            "rayalign.cli.serve:add_annotate_serve"),
+    Command("annotate export", "export a human batch for Label Studio or Argilla",
+            "rayalign.cli.annotate:add_export"),
+    Command("annotate import", "import answers made in Label Studio or Argilla",
+            "rayalign.cli.annotate:add_import"),
+    Command("annotate status", "progress of every batch in a run's annotation queue",
+            "rayalign.cli.annotate:add_status"),
+    Command("eval judge", "a judge's agreement with reference labels (HH, AlpacaEval, JSONL)",
+            "rayalign.cli.label:add_eval_judge"),
+    Command("eval rm", "reward-modelling metrics of LLM judges vs human ranks (OASST)",
+            "rayalign.cli.evaluate:add_eval_rm"),
+    Command("eval h2h", "head-to-head of two models, judged in both orders",
+            "rayalign.cli.evaluate:add_eval_h2h"),
+    Command("eval alpaca", "win rate vs the AlpacaEval reference outputs",
+            "rayalign.cli.evaluate:add_eval_alpaca"),
+    Command("data inspect", "counts, fields, a sample and every bad row of a data file",
+            "rayalign.cli.data:add_inspect"),
+    Command("report", "write a run's report (self-contained HTML + Markdown)",
+            "rayalign.cli.report:add_report"),
+    Command("submit", "submit a job config to a Ray cluster (Ray Jobs)", "rayalign.cli.jobs:add_submit"),
+    Command("status", "status of a submitted Ray job", "rayalign.cli.jobs:add_status"),
+    Command("logs", "logs of a submitted Ray job", "rayalign.cli.jobs:add_logs"),
+)
+
+#: Help lines of the command groups (the first word of multi-word commands).
+GROUPS = {
+    "rlthf": "RLTHF: targeted human feedback for reward models",
+    "rm": "reward models: train (Ray Train), score (Ray Data), serve (Ray Serve)",
+    "llm": "local LLM endpoints",
+    "annotate": "human annotation: page, export/import, status",
+    "eval": "evaluate judges and models",
+    "data": "inspect preference data files",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rayalign")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _verbose_parent() -> argparse.ArgumentParser:
+    """``-v`` accepted after any command too (``rayalign rlthf run -v``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="debug logging")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rayalign.cli.common import add_job_arguments
+
     parser = argparse.ArgumentParser(
-        prog="rayalign",
-        description="Align language models with as little human effort as possible, on Ray.",
-    )
+        prog="rayalign", allow_abbrev=False,
+        description="Align language models with as little human effort as possible, on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
-        importlib.import_module(name).register(sub)
+    parser.add_argument("--version", action="version", version=f"rayalign {_version()}")
+    top = parser.add_subparsers(dest="command", metavar="<command>")
+    verbose = _verbose_parent()
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for cmd in COMMANDS:
+        words = cmd.words.split()
+        where = top
+        if len(words) == 2:
+            if words[0] not in groups:
+                g = top.add_parser(words[0], help=GROUPS[words[0]], parents=[verbose], allow_abbrev=False)
+                g.set_defaults(func=lambda _a, g=g: (g.print_help(), 0)[1])
+                groups[words[0]] = g.add_subparsers(dest=f"{words[0]}_command", metavar="<subcommand>")
+            where = groups[words[0]]
+        # No abbreviations: `--run` must not silently mean `--run-dir`.
+        p = where.add_parser(words[-1], help=cmd.help, description=cmd.help, parents=[verbose],
+                             allow_abbrev=False)
+        if cmd.job_example:
+            add_job_arguments(p, cmd.job_example)
+        module, func = cmd.add.split(":")
+        getattr(importlib.import_module(module), func)(p)
     return parser
 
 
@@ -72,7 +158,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return int(rc or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 
+from rayalign.cli.common import add_run_dir_argument
 from rayalign.data.schema import PairwiseItem
 from rayalign.humans.queue import AnnotationQueue, default_queue_path
 
@@ -40,7 +39,7 @@ def _print_status(q: AnnotationQueue) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    _print_status(_queue(args.run))
+    _print_status(_queue(args.run_dir))
     return 0
 
 
@@ -49,7 +48,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         argilla_settings_path, export_argilla, export_label_studio,
     )
 
-    q = _queue(args.run)
+    q = _queue(args.run_dir)
     rows = q.items(args.batch, with_ai=True)
     items = [PairwiseItem(id=r["id"], prompt=r["prompt"], response_a=r["response_a"],
                           response_b=r["response_b"], meta=r["meta"]) for r in rows]
@@ -71,7 +70,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from rayalign.humans.exchange import import_argilla, import_label_studio
 
-    q = _queue(args.run)
+    q = _queue(args.run_dir)
     reader = import_label_studio if args.format == "label-studio" else import_argilla
     rows = reader(args.file)
     n = q.import_labels(args.batch, rows, source=args.format)
@@ -80,57 +79,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from ray import serve
-
-    from rayalign.config import RayConfig
-    from rayalign.ray_utils import init_ray
-    from rayalign.serve.annotate_app import TOKEN_ENV, resolve_token, start_annotation_server
-
-    from rayalign.serve.common import describe_bind, is_loopback, running_proxy
-
-    q = _queue(args.run, must_exist=False)
-    token, generated = resolve_token(args.token)
-    init_ray(RayConfig())
-    # Refuses when a Serve proxy already runs on another host (it cannot be rebound).
-    base = start_annotation_server(q.db_path, token, host=args.host, port=args.port)
-    # What the proxy really listens on, not what was asked: Serve's proxy is shared.
-    bound = running_proxy() or (args.host, args.port)
-    print(f"Serve HTTP proxy bound to {describe_bind(*bound)}")
-    if not is_loopback(bound[0]):
-        print(f"warning: the page is reachable from other machines ({describe_bind(*bound)}); "
-              "only the token protects it (put it behind TLS)", file=sys.stderr)
-    shown = token if generated else "<your token>"
-    print(f"annotation page: {base}/?token={shown}")
-    print(f"reviewer view:   {base}/review?token={shown}")
-    if generated:
-        print(f"(token generated for this session; set {TOKEN_ENV} to reuse one)")
-    _print_status(q)
-    print("Ctrl-C to stop")
-    try:
-        while True:
-            time.sleep(args.poll)
-            if args.exit_when_complete:
-                st = q.status()
-                if st and all(s["complete"] for s in st):
-                    print("every batch is complete")
-                    break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        serve.delete("annotate")
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("annotate", help="human annotation: page, export/import, status")
-    sub = p.add_subparsers(dest="annotate_command", metavar="<action>")
-    p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
-
-    add_annotate_serve_parser(sub, "serve")
-
-    e = sub.add_parser("export", help="export a batch for Label Studio or Argilla")
-    e.add_argument("--run", required=True)
+def add_export(e: argparse.ArgumentParser) -> None:
+    add_run_dir_argument(e)
     e.add_argument("--batch", required=True)
     e.add_argument("--format", choices=FORMATS, required=True)
     e.add_argument("--out", required=True, help="output JSON file")
@@ -140,27 +90,15 @@ def register(subparsers) -> None:
                    help="pre-fill the AI label (anchors annotators; off by default)")
     e.set_defaults(func=cmd_export)
 
-    i = sub.add_parser("import", help="import answers made in Label Studio or Argilla")
-    i.add_argument("--run", required=True)
+
+def add_import(i: argparse.ArgumentParser) -> None:
+    add_run_dir_argument(i)
     i.add_argument("--batch", required=True)
     i.add_argument("--format", choices=FORMATS, required=True)
     i.add_argument("file", help="the tool's JSON export")
     i.set_defaults(func=cmd_import)
 
-    t = sub.add_parser("status", help="progress of every batch in a run's queue")
-    t.add_argument("--run", required=True)
+
+def add_status(t: argparse.ArgumentParser) -> None:
+    add_run_dir_argument(t)
     t.set_defaults(func=cmd_status)
-
-
-def add_annotate_serve_parser(sub, name: str) -> None:
-    """``rayalign annotate serve`` and its alias ``rayalign serve annotate``."""
-    s = sub.add_parser(name, help="serve the annotation page and JSON API (Ray Serve)")
-    s.add_argument("--run", required=True, help="run directory whose queue to serve")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8300)
-    s.add_argument("--token", default=None,
-                   help="access token (default: $RAYALIGN_ANNOTATE_TOKEN, else generated)")
-    s.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
-    s.add_argument("--exit-when-complete", action="store_true",
-                   help="stop once every batch in the queue is complete")
-    s.set_defaults(func=cmd_serve)

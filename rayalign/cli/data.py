@@ -102,13 +102,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_inspect(p: argparse.ArgumentParser) -> None:
     from rayalign.data.loaders import KINDS
 
-    data = subparsers.add_parser("data", help="inspect preference data files")
-    dsub = data.add_subparsers(dest="data_command", metavar="<data command>")
-    data.set_defaults(func=lambda a: (data.print_help(), 0)[1])
-    p = dsub.add_parser("inspect", help="counts, fields, a sample and bad rows of a data file")
     p.add_argument("path", help="JSONL(.gz) / JSON / Parquet file or a saved HF dataset directory")
     p.add_argument("--kind", default="auto", choices=("auto",) + KINDS,
                    help="data format (default: detected from the first row)")

@@ -1,9 +1,7 @@
 """``rayalign eval rm|h2h|alpaca``: judge metrics, head-to-head, AlpacaEval-style win rate.
 
-This module owns the top-level ``eval`` parser. ``rayalign eval judge`` (agreement of a
-judge with reference labels) lives in ``rayalign.feedback.commands``; when that module
-offers ``add_eval_judge(eval_subparsers)`` it is added here, so both areas share one
-``eval`` command.
+``rayalign eval judge`` (a judge's agreement with reference labels) is in ``cli/label.py``.
+AlpacaEval data (CC BY-NC 4.0) is never bundled: ``--data-dir`` names the user's copy.
 
 Each command writes ``<out>/<name>.json``, ``<out>/<name>.md`` and ``<out>/<name>.png``.
 """
@@ -11,19 +9,10 @@ Each command writes ``<out>/<name>.json``, ``<out>/<name>.md`` and ``<out>/<name
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 
-DEFAULT_ALPACA_DIR = "../shared/data/alpaca_eval"
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate judges and models (rm, h2h, alpaca, ...)")
-    es = p.add_subparsers(dest="eval_command", metavar="<subcommand>")
-
-    rm = es.add_parser("rm", help="reward-modelling metrics of LLM judges vs human ranks "
-                                  "(pairwise acc, best-of-N, 5-best, exact match, Spearman, Kendall)")
+def add_eval_rm(rm: argparse.ArgumentParser) -> None:
     rm.add_argument("--model", action="append", default=[],
                     help="model spec judging with the 5-point rubric (repeatable): smollm2, tiny, a dir")
     rm.add_argument("--judge-config", action="append", default=[],
@@ -36,20 +25,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(rm, "rm_metrics")
     rm.set_defaults(func=_rm)
 
-    h = es.add_parser("h2h", help="head-to-head of two models, judged in both orders")
+
+def add_eval_h2h(h: argparse.ArgumentParser) -> None:
     h.add_argument("--model-a", help="model spec generating answers A")
     h.add_argument("--model-b", help="model spec generating answers B")
     h.add_argument("--outputs-a", help="AlpacaEval-format outputs JSONL of model A")
     h.add_argument("--outputs-b", help="AlpacaEval-format outputs JSONL of model B")
-    h.add_argument("--data-dir", default=DEFAULT_ALPACA_DIR, help="AlpacaEval folder (prompts)")
+    h.add_argument("--data-dir", help="AlpacaEval folder (prompts; CC BY-NC 4.0, never bundled)")
     h.add_argument("--subset", type=int, default=20, help="number of prompts (0 = all 805)")
     _judge_args(h)
     _gen_args(h)
     _common(h, "head_to_head")
     h.set_defaults(func=_h2h)
 
-    a = es.add_parser("alpaca", help="win rate vs the AlpacaEval reference outputs")
-    a.add_argument("--data-dir", default=DEFAULT_ALPACA_DIR,
+
+def add_eval_alpaca(a: argparse.ArgumentParser) -> None:
+    a.add_argument("--data-dir",
                    help="folder with the AlpacaEval JSONL files (CC BY-NC: never bundled)")
     a.add_argument("--model", action="append", default=[], help="model spec to generate answers (repeatable)")
     a.add_argument("--outputs", action="append", default=[],
@@ -64,23 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _gen_args(a)
     _common(a, "alpaca_eval")
     a.set_defaults(func=_alpaca)
-
-    _add_feedback_judge(es)
-    p.set_defaults(func=lambda _a: (p.print_help(), 0)[1])
-
-
-def _add_feedback_judge(es) -> None:
-    """``rayalign eval judge`` from the labelling area, when it provides the hook."""
-    name = "rayalign.feedback.commands"
-    try:
-        mod = importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name != name:
-            raise
-        return
-    hook = getattr(mod, "add_eval_judge", None)
-    if callable(hook):
-        hook(es)
 
 
 def _common(p, default_name: str) -> None:
@@ -175,6 +149,9 @@ def _rm(args) -> int:
 def _alpaca_records(args):
     from rayalign.evaluation.alpaca_eval import load_reference
 
+    if not args.data_dir:
+        raise ValueError("--data-dir: give the folder with AlpacaEval's JSONL files "
+                         "(CC BY-NC 4.0: rayalign never bundles them)")
     return load_reference(args.data_dir, args.subset or None, datasets=args.datasets or None,
                           reference_file=getattr(args, "reference_file", None)
                           or "outputs_reference_gpt4_1106_preview.jsonl")

@@ -1,42 +1,18 @@
-"""``rayalign generate --config`` and ``rayalign llm serve``.
+"""``rayalign generate --config``: n candidates per prompt through the Ray Data pipeline.
 
-``generate`` samples n candidates per prompt through the Ray Data pipeline and writes
-``candidates.jsonl`` (one row per prompt, in input order, failures as rows with ``error``).
-``llm serve`` runs the OpenAI-compatible Serve app over a local model until interrupted
-(named ``llm serve`` because the shared ``serve`` command belongs to another area).
+Writes ``candidates.jsonl`` (one row per prompt, in input order, failures as rows with
+``error``) into the run directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+
+from rayalign.cli.common import check_run_mode
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    g = sub.add_parser("generate", help="sample candidate answers for prompts (Ray Data fan-out)")
-    g.add_argument("--config", required=True, help="generate job YAML (see jobs/configs/generate_*.yaml)")
-    g.add_argument("--set", dest="overrides", action="append", default=[], help="override key.path=value")
-    g.add_argument("--run-dir", help="run directory (default: run_dir in the config)")
+def add_generate(g: argparse.ArgumentParser) -> None:
     g.set_defaults(func=_generate)
-
-    llm = sub.add_parser("llm", help="local LLM endpoints")
-    ls = llm.add_subparsers(dest="llm_command", metavar="<subcommand>")
-    add_llm_serve_parser(ls, "serve")
-    llm.set_defaults(func=lambda _a: (llm.print_help(), 0)[1])
-
-
-def add_llm_serve_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    """``rayalign llm serve`` and its alias ``rayalign serve llm``."""
-    s = sub.add_parser(name, help="OpenAI-compatible /v1/chat/completions over a local HF model (Ray Serve)")
-    s.add_argument("--model", default="smollm2", help="model spec: smollm2, tiny-llama, or a local dir")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=int, default=8400)
-    s.add_argument("--route-prefix", default="/llm")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--replicas", type=int, default=1)
-    s.add_argument("--num-gpus", type=float, default=0)
-    s.set_defaults(func=_serve)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -50,7 +26,8 @@ def _generate(args: argparse.Namespace) -> int:
     from rayalign.runs import RunDir, atomic_write_json, read_jsonl, write_jsonl
 
     cfg = load_config(GenerateJobConfig, args.config, args.overrides)
-    run = RunDir.create_or_open(args.run_dir or cfg.run_dir, job="generate", config=cfg)
+    run_dir = args.run_dir or cfg.run_dir
+    run = RunDir.create_or_open(run_dir, job="generate", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
     if run.is_done("generate"):
         print(f"already done: {run.file('candidates.jsonl')}")
         return 0
@@ -72,20 +49,4 @@ def _generate(args: argparse.Namespace) -> int:
     run.finish()
     print(json.dumps({k: v for k, v in stats.as_dict().items() if v}, indent=1))
     print(f"candidates: {run.file('candidates.jsonl')}")
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from rayalign.serve.llm_app import start_llm_server, stop_llm_server
-
-    url = start_llm_server(args.model, host=args.host, port=args.port, route_prefix=args.route_prefix,
-                           device=args.device, batch_size=args.batch_size, num_replicas=args.replicas,
-                           num_gpus=args.num_gpus)
-    print(f"OpenAI-compatible endpoint ready: {url}  (model {args.model}; Ctrl-C to stop)")
-    print(f"judge config: kind: openai, model: {args.model}, base_urls: [{url}]")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        stop_llm_server()
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 
 from rayalign.config import ConfigError, load_yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
 # File-name prefix -> rayalign sub-command (checked against the real CLI in the tests).
@@ -182,11 +182,12 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    addr_help = f"Ray dashboard URL (default: $RAY_ADDRESS or {DEFAULT_ADDRESS})"
-    p = subparsers.add_parser("submit", help="submit a job config to a Ray cluster (Ray Jobs)")
+ADDRESS_HELP = f"Ray dashboard URL (default: $RAY_ADDRESS or {DEFAULT_ADDRESS})"
+
+
+def add_submit(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="job YAML under the project (e.g. jobs/configs/dpo_tiny.yaml)")
-    p.add_argument("--address", default=None, help=addr_help)
+    p.add_argument("--address", default=None, help=ADDRESS_HELP)
     p.add_argument("--job", default=None, help="sub-command, e.g. 'rm train' (default: inferred)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment variable for the job (never put secrets here)")
@@ -198,12 +199,16 @@ def register(subparsers) -> None:
                    help="more arguments for the job, one string, e.g. "
                         "--job-args='--set train.beta=0.2 --run-dir /shared/runs/x'")
     p.set_defaults(func=_cmd_submit)
-    p = subparsers.add_parser("status", help="status of a submitted job")
+
+
+def add_status(p: argparse.ArgumentParser) -> None:
     p.add_argument("job_id")
-    p.add_argument("--address", default=None, help=addr_help)
+    p.add_argument("--address", default=None, help=ADDRESS_HELP)
     p.set_defaults(func=_cmd_status)
-    p = subparsers.add_parser("logs", help="logs of a submitted job")
+
+
+def add_logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("job_id")
-    p.add_argument("--address", default=None, help=addr_help)
+    p.add_argument("--address", default=None, help=ADDRESS_HELP)
     p.add_argument("--follow", "-f", action="store_true")
     p.set_defaults(func=_cmd_logs)

@@ -1,4 +1,4 @@
-"""``rayalign label --config`` and ``rayalign eval judge`` (the latter hooked into ``eval``).
+"""``rayalign label --config`` and ``rayalign eval judge``.
 
 ``label`` writes into its run directory: ``judgments.jsonl`` (one row per input pair, in
 input order, errors included), ``judgments.sqlite`` (the cache, unless ``cache_path`` points
@@ -11,27 +11,19 @@ simulation; the printed summary then opens with a "SIMULATED judge" banner.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
+
+from rayalign.cli.common import check_run_mode
 
 log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("label", help="AI-label preference pairs with a judge (Ray Data fan-out, cached)")
-    p.add_argument("--config", required=True, help="label job YAML (see jobs/configs/label_*.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   help="override a config value, e.g. --set judge.concurrency=4")
-    p.add_argument("--run-dir", help="run directory (default: run_dir in the config)")
-    p.add_argument("--new", action="store_true", help="refuse to reuse an existing run directory")
+def add_label(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_label)
 
 
-def add_eval_judge(es: argparse._SubParsersAction) -> None:
-    """Adds ``judge`` under the ``eval`` command owned by ``rayalign.evaluation.commands``."""
-    p = es.add_parser("judge", help="agreement of a judge with reference labels "
-                                    "(HH-RLHF human labels, AlpacaEval GPT-4 judgments, labelled JSONL)")
+def add_eval_judge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-config", help="JudgeConfig YAML")
     p.add_argument("--judge-model", help="shortcut: hf_local judge with this model spec (e.g. smollm2)")
     p.add_argument("--template", default="rlthf_pairwise", help="template for --judge-model")
@@ -59,7 +51,8 @@ def _label(args: argparse.Namespace) -> int:
     from rayalign.runs import RunDir, atomic_write_json, write_jsonl
 
     cfg = load_config(LabelJobConfig, args.config, args.overrides)
-    run = RunDir.create_or_open(args.run_dir or cfg.run_dir, job="label", config=cfg, resume=not args.new)
+    run_dir = args.run_dir or cfg.run_dir
+    run = RunDir.create_or_open(run_dir, job="label", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
     items = load_pairs(cfg.input, cfg.input_format, cfg.limit, cfg.seed)
     if not items:
         raise ValueError(f"{cfg.input}: no pairs to label")

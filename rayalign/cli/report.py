@@ -1,15 +1,17 @@
-"""``rayalign report --run <dir>``: rebuild a run's report from its directory."""
+"""``rayalign report --run-dir <dir>``: rebuild a run's report from its directory."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from rayalign.cli.common import add_run_dir_argument
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     from rayalign.reports.rlthf_report import write_report
 
-    run = Path(args.run)
+    run = Path(args.run_dir)
     if not (run / "manifest.json").is_file() and not (run / "metrics.jsonl").is_file():
         raise FileNotFoundError(f"{run} is not a rayalign run directory (no manifest.json "
                                 "or metrics.jsonl)")
@@ -19,7 +21,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("report", help="write a run's report (self-contained HTML + Markdown)")
-    p.add_argument("--run", required=True, help="run directory (runs/<name>)")
+def add_report(p: argparse.ArgumentParser) -> None:
+    add_run_dir_argument(p)
     p.set_defaults(func=cmd_report)

@@ -7,21 +7,14 @@ import json
 import time
 from pathlib import Path
 
+from rayalign.cli.common import check_run_mode
 from rayalign.config import load_config
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rlthf", help="RLTHF: targeted human feedback for reward models")
-    ps = p.add_subparsers(dest="rlthf_command", metavar="<subcommand>")
-    run = ps.add_parser("run", help="run (or resume) the RLTHF loop from a YAML config")
-    run.add_argument("--config", required=True, help="YAML config (see jobs/configs/quickstart.yaml)")
-    run.add_argument("--run-dir", help="run directory (default: runs/<name>); an existing one is resumed")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config field, e.g. --set iterations=4 (repeatable)")
+def add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--in-process", action="store_true",
                      help="run the driver in this process instead of a Ray actor (debugging)")
     run.set_defaults(func=_run)
-    p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
 
 
 def _print_progress(console, rows_seen: set, run_dir: Path) -> None:
@@ -83,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     console = Console()
     cfg = load_config(RLTHFConfig, args.config, args.overrides)
     run_dir = Path(args.run_dir or cfg.run_dir or Path("runs") / cfg.name)
+    check_run_mode(args.run_mode, run_dir)
     console.print(f"[bold]rayalign rlthf[/] {cfg.name}: run directory {run_dir}")
     t0 = time.time()
     init_ray(cfg.ray)

@@ -7,37 +7,22 @@ import json
 import logging
 from pathlib import Path
 
-from pydantic import Field
-
-from rayalign.config import RayConfig, StrictModel
-from rayalign.training.config import DataSource
-from rayalign.rewards.lora import LoraRMConfig
+from rayalign.cli.common import check_run_mode, load_pairs, resolve_config_path
 
 log = logging.getLogger(__name__)
 
 
-class RMTrainJobConfig(StrictModel):
-    """`rayalign rm train --config`: preference data in, a trained LoRA RM out."""
-
-    data: DataSource
-    eval_data: DataSource | None = None
-    run_dir: str = "runs/rm"
-    rm: LoraRMConfig = Field(default_factory=LoraRMConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from rayalign.config import load_config
-    from rayalign.policy.commands import _load_pairs, _resolve
-    from rayalign.rewards.lora import train_lora_rm
+    from rayalign.rewards.lora import RMTrainJobConfig, train_lora_rm
     from rayalign.runs import RunDir
 
     cfg = load_config(RMTrainJobConfig, args.config, args.overrides)
-    if cfg.rm.base_model != "tiny":
-        cfg.rm.base_model = _resolve(cfg.rm.base_model, args.config)
-    run = RunDir.create_or_open(args.run_dir or cfg.run_dir, job="rm_train", config=cfg)
-    pairs = _load_pairs(_resolve(cfg.data.path, args.config), cfg.data.limit)
-    eval_pairs = (_load_pairs(_resolve(cfg.eval_data.path, args.config), cfg.eval_data.limit)
+    cfg.rm.base_model = resolve_config_path(cfg.rm.base_model, args.config)
+    run_dir = args.run_dir or cfg.run_dir
+    run = RunDir.create_or_open(run_dir, job="rm_train", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
+    pairs = load_pairs(resolve_config_path(cfg.data.path, args.config), cfg.data.limit)
+    eval_pairs = (load_pairs(resolve_config_path(cfg.eval_data.path, args.config), cfg.eval_data.limit)
                   if cfg.eval_data else None)
     model = train_lora_rm(pairs, cfg.rm, run.path, eval_pairs=eval_pairs, ray_cfg=cfg.ray)
     if eval_pairs:
@@ -74,19 +59,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    rm = subparsers.add_parser("rm", help="LoRA reward model: train on Ray Train, score with Ray Data")
-    sub = rm.add_subparsers(dest="rm_command", metavar="<rm command>")
-    p = sub.add_parser("train", help="train a LoRA Bradley-Terry RM (TRL RewardTrainer)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--run-dir", default=None)
+def add_train(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("score", help="score preference pairs with a trained RM (JSONL out)")
+
+
+def add_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", required=True, help="a trained RM directory (…/model)")
     p.add_argument("--data", required=True, help="preference JSONL (TRL standard) or HH file")
     p.add_argument("--out", required=True, help="output JSONL: id, reward_a, reward_b, margin")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-actors", type=int, default=1)
     p.set_defaults(func=cmd_score)
-    rm.set_defaults(func=lambda a: (rm.print_help(), 0)[1])

@@ -1,32 +1,14 @@
-"""``rayalign sft`` and ``rayalign dpo``: training jobs from a YAML config.
-
-Extending: other policy commands live in their own module with a ``register(subparsers)``
-(``rayalign align`` is ``rayalign/policy/align_commands.py``, listed in ``rayalign/cli.py``);
-modules listed in ``EXTENSION_MODULES`` here are registered too, skipped if not written yet.
-"""
+"""``rayalign sft`` and ``rayalign dpo``: training jobs from a YAML config."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
-from pathlib import Path
+
+from rayalign.cli.common import check_run_mode, load_pairs, resolve_config_path
 
 log = logging.getLogger(__name__)
-
-# Policy sub-commands owned by other modules; add a module name here, nothing else.
-# (align_commands is not listed: rayalign/cli.py registers it directly.)
-EXTENSION_MODULES: list[str] = []
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="job YAML (see jobs/configs/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.beta=0.2 (repeatable)")
-    p.add_argument("--run-dir", default=None, help="override the config's run_dir")
-
 
 def _load_sft_examples(path: str, limit: int | None) -> list[dict]:
     from rayalign.data.errors import DataError
@@ -46,26 +28,6 @@ def _load_sft_examples(path: str, limit: int | None) -> list[dict]:
     return out
 
 
-def _load_pairs(path: str, limit: int | None):
-    from rayalign.data.loaders import load_any
-
-    pairs = list(load_any(path))
-    return pairs[:limit] if limit else pairs
-
-
-def _resolve(path: str, config_path: str) -> str:
-    """Data/model paths in a config are relative to the config file's folder, or absolute."""
-    from rayalign.config import resolve_path
-    from rayalign.models.registry import is_named_spec
-
-    if is_named_spec(path):
-        return path
-    p = resolve_path(path)
-    if p.is_absolute() or p.exists():
-        return str(p)
-    return str(resolve_path(path, Path(config_path).parent))
-
-
 def cmd_sft(args: argparse.Namespace) -> int:
     from rayalign.config import load_config
     from rayalign.policy.sft import run_sft
@@ -73,9 +35,10 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from rayalign.runs import RunDir
 
     cfg = load_config(SFTJobConfig, args.config, args.overrides)
-    run = RunDir.create_or_open(args.run_dir or cfg.run_dir, job="sft", config=cfg)
-    examples = _load_sft_examples(_resolve(cfg.data.path, args.config), cfg.data.limit)
-    model = run_sft(examples, _resolve(cfg.model, args.config), run.path, cfg.train,
+    run_dir = args.run_dir or cfg.run_dir
+    run = RunDir.create_or_open(run_dir, job="sft", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
+    examples = _load_sft_examples(resolve_config_path(cfg.data.path, args.config), cfg.data.limit)
+    model = run_sft(examples, resolve_config_path(cfg.model, args.config), run.path, cfg.train,
                     ray_cfg=cfg.ray)
     run.mark_done("sft", model_dir=str(model), examples=len(examples))
     run.finish(model_dir=str(model))
@@ -90,9 +53,10 @@ def cmd_dpo(args: argparse.Namespace) -> int:
     from rayalign.runs import RunDir
 
     cfg = load_config(DPOJobConfig, args.config, args.overrides)
-    run = RunDir.create_or_open(args.run_dir or cfg.run_dir, job="dpo", config=cfg)
-    pairs = _load_pairs(_resolve(cfg.data.path, args.config), cfg.data.limit)
-    model = run_dpo(pairs, _resolve(cfg.model, args.config), run.path, cfg.train,
+    run_dir = args.run_dir or cfg.run_dir
+    run = RunDir.create_or_open(run_dir, job="dpo", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
+    pairs = load_pairs(resolve_config_path(cfg.data.path, args.config), cfg.data.limit)
+    model = run_dpo(pairs, resolve_config_path(cfg.model, args.config), run.path, cfg.train,
                     ray_cfg=cfg.ray)
     run.mark_done("dpo", model_dir=str(model), pairs=len(pairs))
     run.finish(model_dir=str(model))
@@ -100,13 +64,9 @@ def cmd_dpo(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer on Ray Train)")
-    _add_common(p)
+def add_sft(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_sft)
-    p = subparsers.add_parser("dpo", help="DPO training (TRL DPOTrainer on Ray Train)")
-    _add_common(p)
+
+
+def add_dpo(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_dpo)
-    for name in EXTENSION_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(subparsers)

@@ -6,7 +6,7 @@ inlined as base64, no external CSS/JS). The Markdown twin links the PNGs in ``pl
 for code review tools.
 
 Everything is read from the run directory (metrics.jsonl, iterations/*, final/*), so the
-report can be rebuilt at any time with ``rayalign report --run <dir>``; missing pieces (no
+report can be rebuilt at any time with ``rayalign report --run-dir <dir>``; missing pieces (no
 ground truth, no baselines, a run still going) are reported as missing, never invented.
 """
 

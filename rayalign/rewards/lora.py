@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import Field
 
-from rayalign.config import RayConfig
+from rayalign.config import RayConfig, StrictModel
 from rayalign.data.schema import PairwiseItem, PreferencePair
-from rayalign.training.config import LoraSettings, TrainHyper, TrainScaling
+from rayalign.training.config import DataSource, LoraSettings, TrainHyper, TrainScaling
 from rayalign.training.ray_train import is_final_model, resolve_model_dir, train_job
 from rayalign.training.worker import peft_lora_config
 
@@ -198,3 +198,13 @@ class LoraRewardBackend:
         if not is_final_model(model_dir):
             raise FileNotFoundError(f"no trained LoRA reward model in {out_dir}")
         return model_dir
+
+
+class RMTrainJobConfig(StrictModel):
+    """`rayalign rm train --config`: preference data in, a trained LoRA RM out."""
+
+    data: DataSource
+    eval_data: DataSource | None = None
+    run_dir: str = "runs/rm"
+    rm: LoraRMConfig = Field(default_factory=LoraRMConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)

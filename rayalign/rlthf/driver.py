@@ -246,9 +246,9 @@ class RLTHFLoop:
                 if deadline is not None and time.time() > deadline:
                     raise HumanLabelsPending(
                         f"human batch {batch_id} ({len(missing)} pairs) is not finished; "
-                        f"label it (rayalign annotate serve --run {self.run.path}) and rerun to continue")
+                        f"label it (rayalign annotate serve --run-dir {self.run.path}) and rerun to continue")
                 log.info("waiting for human batch %s (%d pairs); label it in the annotation page: "
-                         "rayalign annotate serve --run %s", batch_id, len(missing), self.run.path)
+                         "rayalign annotate serve --run-dir %s", batch_id, len(missing), self.run.path)
                 time.sleep(self.cfg.human.poll_seconds)
                 got = human.request_labels(batch_id, items, ai, rationales)
             # Pairs people saw but gave no A/B answer (tie, skip) are recorded too: the budget

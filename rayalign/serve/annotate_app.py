@@ -212,10 +212,3 @@ def start_annotation_server(db_path: str | Path, token: str, host: str = "127.0.
               route_prefix=route_prefix, blocking=False)
     base = connect_url(*bound)
     return base + (route_prefix.rstrip("/") if route_prefix != "/" else "")
-
-
-def add_serve_command(sub) -> None:
-    """``rayalign serve annotate`` (same as ``rayalign annotate serve``)."""
-    from rayalign.humans.commands import add_annotate_serve_parser
-
-    add_annotate_serve_parser(sub, "annotate")

@@ -122,10 +122,3 @@ def start_llm_server(model: str, host: str = "127.0.0.1", port: int = 8400, rout
 
 def stop_llm_server() -> None:
     serve.delete(APP_NAME)
-
-
-def add_serve_command(sub) -> None:
-    """``rayalign serve llm`` (same as ``rayalign llm serve``)."""
-    from rayalign.engines.commands import add_llm_serve_parser
-
-    add_llm_serve_parser(sub, "llm")

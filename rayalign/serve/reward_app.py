@@ -18,12 +18,8 @@ or too-long texts get a 4xx with a message naming the field, never a 500. Binds
 # No `from __future__ import annotations`: FastAPI must see real classes in the
 # endpoint signatures inside the Serve deployment, not strings.
 
-import argparse
 import asyncio
-import json
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +37,7 @@ class Autoscaling(StrictModel):
 
 
 class RMServeConfig(StrictModel):
-    """How the RM is served (``rayalign serve rm --config`` or flags)."""
+    """How the RM is served (``rayalign rm serve --config`` or flags)."""
 
     model_dir: str
     host: str = "127.0.0.1"
@@ -204,60 +200,6 @@ def stop_reward_server(cfg: RMServeConfig) -> None:
     from ray import serve
 
     serve.delete(cfg.app_name)
-
-
-# --- CLI: `rayalign serve rm` -------------------------------------------------------------
-
-def _cmd_serve_rm(args: argparse.Namespace) -> int:
-    from rayalign.config import load_config, validate_config
-
-    if args.run and not args.model_dir:
-        model = Path(args.run) / "model"
-        if not (model / "config.json").is_file():
-            raise FileNotFoundError(f"--run {args.run}: no trained model at {model}")
-        args.model_dir = str(model)
-    if args.config:
-        cfg = load_config(RMServeConfig, args.config, args.overrides)
-    else:
-        if not args.model_dir:
-            raise ValueError("serve rm: give --model-dir (a trained RM directory) or --config")
-        cfg = validate_config(RMServeConfig, {"model_dir": args.model_dir}, "command line")
-    updates = {k: v for k, v in (("model_dir", args.model_dir), ("host", args.host),
-                                 ("port", args.port), ("num_replicas", args.replicas)) if v}
-    cfg = cfg.model_copy(update=updates)
-    cfg = RMServeConfig.model_validate(cfg.model_dump())
-    from rayalign.serve.common import describe_bind, is_loopback, running_proxy
-
-    url = start_reward_server(cfg)
-    bound = running_proxy() or (cfg.host, cfg.port)
-    if not is_loopback(bound[0]):
-        log.warning("serving the reward model on %s", describe_bind(*bound))
-    print(json.dumps({"url": url, "bound": describe_bind(*bound),
-                      "endpoints": ["/score", "/score_pairs", "/health"]}), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
-    from ray import serve
-
-    serve.shutdown()
-    return 0
-
-
-def add_serve_command(subparsers) -> None:
-    """``rayalign serve rm`` (called by ``rayalign/serve/commands.py``)."""
-    p = subparsers.add_parser("rm", help="serve a trained reward model over HTTP (Ray Serve)")
-    p.add_argument("--model-dir", help="trained RM directory (e.g. runs/rm/model)")
-    p.add_argument("--run", help="an `rm train` run directory (serves its model/)")
-    p.add_argument("--config", help="YAML with RMServeConfig fields (replicas, autoscaling, limits)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None)
-    p.add_argument("--replicas", type=int, default=None)
-    p.set_defaults(func=_cmd_serve_rm)
 
 
 def app_builder(args: dict[str, Any]):

@@ -1,0 +1,7 @@
+"""``python -m rayalign.cli`` = the ``rayalign`` console script (how Ray Jobs run it)."""
+
+import sys
+
+from rayalign.cli import main
+
+sys.exit(main())
