@@ -44,7 +44,6 @@ def run_one(seed: int, errors: str, gt_mode: str, audit: int, args, cache: Path,
         "final_relabel": True,
     })
     loop = RLTHFLoop(cfg, root / cfg.name)
-    loop._report = lambda: None  # the benchmark prints a table; no per-run HTML needed
     return loop.run_loop()
 
 

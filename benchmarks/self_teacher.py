@@ -92,7 +92,8 @@ def main(argv=None) -> int:
 
     from rayalign.data.schema import PairwiseItem  # noqa: F401  (fail early if not installed)
     from rayalign.engines.base import GenerationRequest, SamplingParams
-    from rayalign.engines.config import EngineConfig, build_engine
+    from rayalign.engines.config import EngineConfig
+    from rayalign.engines.factory import build_engine
     from rayalign.evaluation.alpaca_eval import alpaca_win_rate, load_reference
     from rayalign.evaluation.head_to_head import head_to_head, write_h2h
     from rayalign.evaluation.tables import bar_plot, write_table

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rayalign.engines.base import Engine, GenerationRequest, SamplingParams
-from rayalign.engines.config import EngineConfig, build_engine
+from rayalign.engines.config import EngineConfig
+from rayalign.engines.factory import build_engine
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rayalign.engines.config import EngineConfig, build_engine
+from rayalign.engines.config import EngineConfig
+from rayalign.engines.factory import build_engine
 from rayalign.engines.vllm_engine import vllm_available
 
 

@@ -11,7 +11,7 @@ from rayalign.policy.self_reward import (
     CandidateSet, JudgedSet, RubricScorer, build_pairs, sample_candidates, score_candidates,
     synthesize_prompts,
 )
-from rayalign.policy.teacher import ReplayEngine, demo_pairs, teacher_answers, teacher_reward_pairs
+from rayalign.policy.teacher import ReplayEngine, demo_pairs, teacher_answers
 
 
 def _js(pid, scores, texts=None):
@@ -89,7 +89,9 @@ def test_teacher_reward_uses_the_teacher_as_judge():
     student = ScriptedEngine(name="student", answer_scores={"q": "1234"})
     teacher = ScriptedEngine(name="teacher")
     sets = sample_candidates(student, [PromptRecord(id="q", prompt="q?")], n=4)
-    judged, pairs, st = teacher_reward_pairs(RubricScorer(teacher), sets, iteration=2)
+    # What the align driver does for teacher-reward: the teacher scores, best vs worst.
+    judged = score_candidates(RubricScorer(teacher), sets)
+    pairs, st = build_pairs(judged, recipe="teacher-reward", iteration=2)
     assert teacher.by_kind == {"judge": 4} and "judge" not in student.by_kind
     assert pairs[0].source == "teacher-reward" and "[s=4]" in pairs[0].chosen
     assert st.pairs == 1

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from rayalign.models.tiny import build_tiny_causal_lm, toy_preference_pairs
+from rayalign.models.tiny import build_tiny_causal_lm
+from toy_data import toy_preference_pairs
 from rayalign.training.config import DPOTrainConfig, LoraSettings, SFTTrainConfig, TrainScaling
 
 
@@ -32,7 +33,8 @@ def test_dpo_defaults_are_the_papers():
 def test_dpo_raises_the_chosen_vs_rejected_margin(ray_local, tiny_lm, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from rayalign.policy.dpo import preference_margins, run_dpo
+    from rayalign.policy.dpo import run_dpo
+    from toy_data import preference_margins
 
     pairs = toy_preference_pairs(32, seed=1)
     heldout = toy_preference_pairs(16, seed=7)
@@ -54,7 +56,8 @@ def test_dpo_raises_the_chosen_vs_rejected_margin(ray_local, tiny_lm, tmp_path):
 
 @pytest.mark.slow
 def test_dpo_with_lora_uses_adapter_disabled_reference_and_merges(ray_local, tiny_lm, tmp_path):
-    from rayalign.policy.dpo import preference_margins, run_dpo
+    from rayalign.policy.dpo import run_dpo
+    from toy_data import preference_margins
 
     pairs = toy_preference_pairs(32, seed=1)
     before = preference_margins(tiny_lm, pairs)
@@ -67,7 +70,7 @@ def test_dpo_with_lora_uses_adapter_disabled_reference_and_merges(ray_local, tin
 
 @pytest.mark.slow
 def test_sft_learns_the_completions(ray_local, tiny_lm, tmp_path):
-    from rayalign.policy.dpo import completion_logprobs
+    from toy_data import completion_logprobs
     from rayalign.policy.sft import run_sft
 
     examples = [{"prompt": f"Human: say the colour number {i}. Assistant:",

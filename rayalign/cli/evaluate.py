@@ -77,7 +77,8 @@ def _gen_args(p) -> None:
 
 
 def _engine(spec: str, args):
-    from rayalign.engines.config import EngineConfig, build_engine
+    from rayalign.engines.config import EngineConfig
+    from rayalign.engines.factory import build_engine
     from rayalign.models.registry import model_dir
 
     return build_engine(EngineConfig(kind="hf_local", model=model_dir(spec),

@@ -107,5 +107,8 @@ def _run(args: argparse.Namespace) -> int:
             raise cause from None
         raise
     _summary_table(console, summary)
-    console.print(f"done in {time.time() - t0:.0f}s; report: {run_dir}/report.html")
+    from rayalign.reports.rlthf_report import write_report
+
+    report = write_report(run_dir)
+    console.print(f"done in {time.time() - t0:.0f}s; report: {report}")
     return 0

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from rayalign.config import StrictModel
-from rayalign.engines.base import Engine, SamplingParams
+from rayalign.engines.base import SamplingParams
 
 
 class EngineConfig(StrictModel):
@@ -56,20 +56,3 @@ class EngineConfig(StrictModel):
     def spec(self) -> str:
         """What identifies the model's outputs (for caches): backend + model, never URLs or keys."""
         return f"{self.kind}:{self.model}"
-
-
-def build_engine(cfg: EngineConfig) -> Engine:
-    """Instantiate the backend named by ``cfg.kind`` (imports are lazy: torch/vllm are heavy)."""
-    if cfg.kind == "openai":
-        from rayalign.engines.openai_compat import OpenAICompatEngine
-
-        return OpenAICompatEngine(cfg)
-    if cfg.kind == "hf_local":
-        from rayalign.engines.hf_local import HFLocalEngine
-
-        return HFLocalEngine(cfg)
-    if cfg.kind == "vllm":
-        from rayalign.engines.vllm_engine import VLLMEngine
-
-        return VLLMEngine(cfg)
-    raise ValueError(f"unknown engine kind {cfg.kind!r}")

@@ -22,7 +22,8 @@ from pydantic import Field, model_validator
 
 from rayalign.config import RayConfig, StrictModel
 from rayalign.engines.base import SamplingParams
-from rayalign.engines.config import EngineConfig, build_engine
+from rayalign.engines.config import EngineConfig
+from rayalign.engines.factory import build_engine
 from rayalign.feedback.judges import DEFAULT_JUDGE_PARAMS, Judge, PairwiseJudge, RubricJudge
 from rayalign.feedback.templates import PromptOptions, get_template
 

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rayalign.data.schema import Judgment, PairwiseItem, PromptRecord
 from rayalign.engines.base import GenerationRequest
-from rayalign.engines.config import EngineConfig, build_engine
+from rayalign.engines.config import EngineConfig
+from rayalign.engines.factory import build_engine
 from rayalign.feedback.cache import JudgmentCache
 from rayalign.feedback.config import JudgeConfig, build_judge
 from rayalign.feedback.judges import pair_cache_key

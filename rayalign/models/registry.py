@@ -16,8 +16,6 @@ Anything else, notably a hub id such as ``"org/name"`` that is not a local direc
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import json
 import os
@@ -26,7 +24,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
+
+from filelock import FileLock
 
 ModelKind = Literal["sentence-encoder", "causal-lm", "reward-model", "local"]
 
@@ -118,26 +118,6 @@ def _detect_kind(d: Path) -> ModelKind:
     return "local"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout_s: float = 1800.0) -> Iterator[None]:
-    """An exclusive advisory lock (``fcntl.flock``) so only one process converts at a time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"waited {timeout_s:.0f}s for lock {path}") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _is_converted(out: Path, source: dict) -> bool:
     try:
         return json.loads((out / MARKER).read_text()).get("source") == source
@@ -158,7 +138,9 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
     source = {"gguf": str(gguf.resolve()), "size": st.st_size}
     if _is_converted(out, source):
         return out
-    with _file_lock(out.with_name(out.name + ".lock")):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Only one process converts at a time; the others wait, then find it done.
+    with FileLock(str(out.with_name(out.name + ".lock")), timeout=1800):
         if _is_converted(out, source):  # another process finished while we waited
             return out
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -209,7 +191,7 @@ def _resolve_tiny(spec: str) -> ResolvedModel:
     from rayalign.models import tiny
 
     if spec == "tiny-llama":
-        path = tiny.build_tiny_causal_lm(cache_root() / "tiny-llama")  # = tiny.default_tiny_dir()
+        path = tiny.build_tiny_causal_lm(cache_root() / "tiny-llama")
         kind: ModelKind = "causal-lm"
     else:
         path = tiny.build_tiny_reward_model(cache_root() / "tiny-reward")

@@ -172,36 +172,3 @@ def build_tiny_reward_model(out_dir: str | os.PathLike, vocab_size: int = 512,
     params = {"kind": "reward", "vocab_size": vocab_size, "hidden_size": hidden_size,
               "layers": layers, "seed": seed}
     return _build(out_dir, params, "reward")
-
-
-def default_tiny_dir() -> Path:
-    """A per-user cache location for the default tiny model (``$RAYALIGN_CACHE`` or ~/.cache)."""
-    root = os.environ.get("RAYALIGN_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "rayalign")
-    return Path(root) / "tiny-llama"
-
-
-_TOY_WORDS = ("the sun water bread oven dough friend letter city river music poem apple "
-              "dog cat morning evening rain wind book table garden tree road house light").split()
-
-
-def toy_preference_pairs(n: int, seed: int = 0, marker: str = "wonderful"):
-    """A separable toy preference set: every chosen response contains ``marker``, no
-    rejected one does; otherwise both are random words of similar length. A reward model
-    that learns anything should rank held-out pairs from this set almost perfectly."""
-    import random
-
-    from rayalign.data.schema import PreferencePair
-
-    rng = random.Random(seed)
-    pairs = []
-    for i in range(n):
-        prompt = f"Human: tell me about the {rng.choice(_TOY_WORDS)} {i}. Assistant:"
-        k = rng.randint(4, 8)
-        words = [rng.choice(_TOY_WORDS) for _ in range(k)]
-        chosen = words[:]
-        chosen.insert(rng.randint(0, k), marker)
-        rejected = [rng.choice(_TOY_WORDS) for _ in range(k + 1)]
-        pairs.append(PreferencePair(prompt=prompt, chosen=" " + " ".join(chosen),
-                                    rejected=" " + " ".join(rejected), source="toy"))
-    return pairs

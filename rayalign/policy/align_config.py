@@ -36,7 +36,7 @@ class PolicyEngineConfig(StrictModel):
 
 
 class FanoutConfig(StrictModel):
-    """Candidate generation through the labelling area's Ray Data fan-out
+    """Candidate generation through the Ray Data fan-out of ``feedback.pipeline``
     (``feedback.pipeline.generate_candidates``): one engine per actor, ``concurrency``
     actors (one per GPU on a cluster). Off = the driver calls its engine directly, which is
     fastest for one small local model."""

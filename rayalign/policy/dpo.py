@@ -14,8 +14,6 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from rayalign.config import RayConfig
 from rayalign.data.schema import PreferencePair
 from rayalign.training.config import DPOTrainConfig
@@ -75,36 +73,3 @@ def run_dpo(pairs: Sequence[PreferencePair], model_path: str | Path, output_dir:
         {"kind": "dpo", "base_model": base, "num_pairs": len(pairs),
          "skipped_long_prompts": len(dropped), "config": cfg.model_dump(mode="json")},
         ray_cfg=ray_cfg, fail_at_step=_fail_at_step)
-
-
-def completion_logprobs(model_dir: str | Path, prompts: Sequence[str],
-                        completions: Sequence[str]) -> np.ndarray:
-    """Sum of log p(completion | prompt) under a causal LM, one value per example.
-
-    What DPO moves: the chosen-minus-rejected difference of these (the implicit reward
-    margin, up to the reference term). Used by tests and evaluation.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    out = np.zeros(len(prompts), dtype=np.float64)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        p_ids = tok(p)["input_ids"]
-        c_ids = tok(p + c)["input_ids"][len(p_ids):] or tok(c)["input_ids"]
-        ids = torch.tensor([p_ids + c_ids])
-        with torch.inference_mode():
-            logits = model(input_ids=ids).logits[0, :-1].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        targets = ids[0, 1:]
-        lp = logp[torch.arange(len(targets)), targets]
-        out[i] = float(lp[len(p_ids) - 1:].sum())
-    return out
-
-
-def preference_margins(model_dir: str | Path, pairs: Sequence[PreferencePair]) -> np.ndarray:
-    """log p(chosen | prompt) - log p(rejected | prompt) for each pair."""
-    prompts = [p.prompt for p in pairs]
-    return (completion_logprobs(model_dir, prompts, [p.chosen for p in pairs])
-            - completion_logprobs(model_dir, prompts, [p.rejected for p in pairs]))

@@ -52,7 +52,7 @@ JOB = "align"
 
 
 def default_engine_factory(cfg: EngineConfig) -> Engine:
-    from rayalign.engines.config import build_engine
+    from rayalign.engines.factory import build_engine
 
     return build_engine(cfg)
 

@@ -58,7 +58,7 @@ def response_messages(prompt: str, max_chars: int | None = 256) -> list[Message]
 
 
 def rubric_messages(instruction: str, response: str) -> list[Message]:
-    """The 5-point additive judge prompt, exactly as the labelling area's judge sends it
+    """The 5-point additive judge prompt, exactly as ``feedback.judges`` sends it
     (``rayalign.feedback.templates.ADDITIVE_RUBRIC``): EFT data must match it word for word."""
     from rayalign.feedback.templates import ADDITIVE_RUBRIC
 

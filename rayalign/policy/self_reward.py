@@ -191,7 +191,7 @@ class Score:
 class RubricScorer:
     """Scores (prompt, response) pairs with the 5-point additive rubric through any Engine.
 
-    A thin adapter over the labelling area's ``RubricJudge`` (its prompt, parser and
+    A thin adapter over ``feedback.judges.RubricJudge`` (its prompt, parser and
     parse-retries): it only turns its ``Judgment`` rows into ``Score`` values, keeping every
     failure as ``score=None`` with the raw text so callers can count them.
     ``parse_retries`` defaults to 0: with greedy decoding a re-ask returns the same text.

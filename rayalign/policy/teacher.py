@@ -19,17 +19,7 @@ from typing import Mapping, Sequence
 from rayalign.data.schema import PreferencePair, PromptRecord
 from rayalign.engines.base import Engine, GenerationRequest, GenerationResult, SamplingParams
 from rayalign.policy.prompts import response_messages
-from rayalign.policy.self_reward import (
-    CandidateSet, JudgedSet, PairStats, RubricScorer, build_pairs, score_candidates,
-)
-
-
-def teacher_reward_pairs(teacher: RubricScorer, sets: Sequence[CandidateSet], *,
-                         iteration: int = 0) -> tuple[list[JudgedSet], list[PreferencePair], PairStats]:
-    """Teacher scores the student's candidates; best vs worst (ties/unparseable counted)."""
-    judged = score_candidates(teacher, sets)
-    pairs, stats = build_pairs(judged, recipe="teacher-reward", iteration=iteration)
-    return judged, pairs, stats
+from rayalign.policy.self_reward import CandidateSet
 
 
 def teacher_answers(teacher: Engine, prompts: Sequence[PromptRecord], *,

@@ -538,7 +538,6 @@ class RLTHFLoop:
         summary = self.summary()
         summary["final"] = final
         self.run.finish("finished")
-        self._report()
         return summary
 
     def summary(self) -> dict:
@@ -549,15 +548,6 @@ class RLTHFLoop:
                 "baselines": base, "ground_truth": self.gt.tag if self.gt else None,
                 "simulated_labeller": self.simulated_labeller,
                 "simulated_human": self.cfg.human.kind == "simulated"}
-
-    def _report(self) -> None:
-        try:
-            from rayalign.reports.rlthf_report import write_report
-        except ImportError:
-            log.warning("report module not available; skipping the report")
-            return
-        path = write_report(self.run.path)
-        log.info("report: %s", path)
 
 
 def remote_driver(num_cpus: float = 0):

@@ -31,16 +31,10 @@ from typing import Any, Callable
 from rayalign.config import RayConfig
 from rayalign.runs import atomic_write_json
 from rayalign.training.config import LoraSettings, TrainHyper, TrainScaling
+from rayalign.training.worker import FINAL_MARKER, trl_train_loop
 
 log = logging.getLogger(__name__)
 
-FINAL_MARKER = "rayalign_final.json"
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 
 
 def gradient_accumulation(hyper: TrainHyper, num_workers: int) -> int:
@@ -213,8 +207,6 @@ def train_job(kind: str, build_trainer: Callable, job: dict[str, Any], hyper: Tr
     ``output_dir/model`` with ``meta_file`` (``meta`` + config-independent facts: metrics, wall
     time). Idempotent: a finished ``output_dir`` returns at once; an interrupted one resumes.
     """
-    from rayalign.training.worker import trl_train_loop
-
     output_dir = Path(output_dir).resolve()
     model_dir = output_dir / "model"
     if is_final_model(model_dir) and (model_dir / meta_file).is_file():

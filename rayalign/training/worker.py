@@ -18,9 +18,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from rayalign.training.ray_train import FINAL_MARKER, OFFLINE_ENV
-
 log = logging.getLogger(__name__)
+
+FINAL_MARKER = "rayalign_final.json"
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 #: ``make_final(saved_dir, final_dir)``: what ``trainer.save_model`` wrote -> a plain model dir.
 FinalBuilder = Callable[[Path, Path], None]
