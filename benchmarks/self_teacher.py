@@ -101,7 +101,9 @@ def main(argv=None) -> int:
     from rayalign.feedback.templates import ALPACA_PAIRWISE
     from rayalign.policy.align_config import AlignConfig
     from rayalign.models.registry import model_dir
-    from rayalign.policy.driver import judge_metrics, prepare_data, run_align
+    from rayalign.evaluation.metrics import judge_metrics
+    from rayalign.policy.driver import run_align
+    from rayalign.policy.sft_data import prepare_data
     from rayalign.policy.self_reward import RubricScorer
 
     timings: dict[str, float] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rayalign.data.schema import RankedAnswer
 from rayalign.feedback.templates import ADDITIVE_RUBRIC
-from rayalign.policy.driver import load_ranked
+from rayalign.policy.sft_data import load_ranked
 from rayalign.policy.prompts import eft_rationale
 from rayalign.policy.sft_data import (
     eft_examples, ift_examples, rank_to_score, rm_eval_groups, split_by_question,

@@ -116,7 +116,8 @@ def _rm(args) -> int:
     from rayalign.config import load_config
     from rayalign.evaluation.tables import bar_plot, write_table
     from rayalign.feedback.config import JudgeConfig, build_judge
-    from rayalign.policy.driver import judge_metrics, load_ranked
+    from rayalign.evaluation.metrics import judge_metrics
+    from rayalign.policy.sft_data import load_ranked
     from rayalign.policy.self_reward import RubricScorer
     from rayalign.policy.sft_data import rm_eval_groups, split_by_question
 

@@ -165,3 +165,22 @@ def reward_model_metrics(groups: Sequence[RankGroup], perfect: float = 5.0) -> d
         "n_groups_corr_undefined": kt_undef,
         "n_groups_spearman_undefined": sp_undef,
     }
+
+
+def judge_metrics(scorer, groups: Sequence[dict]) -> dict:
+    """Score every response of every group with ``scorer``; Table 2 metrics vs human ranks.
+
+    ``scorer`` is anything with ``name`` and ``score([(prompt, response), ...])`` returning
+    objects with a ``score`` (``policy.self_reward.RubricScorer``): duck-typed, so evaluation
+    stays below the policy layer that defines scorers."""
+    flat = [(g["prompt"], r) for g in groups for r in g["responses"]]
+    scores = scorer.score(flat)
+    rank_groups, k = [], 0
+    for i, g in enumerate(groups):
+        n = len(g["responses"])
+        rank_groups.append(RankGroup(str(i), [s.score for s in scores[k:k + n]],
+                                     ranks_to_reference(g["ranks"])))
+        k += n
+    m = reward_model_metrics(rank_groups)
+    m["judge"] = scorer.name
+    return m

@@ -16,6 +16,11 @@ from rayalign.engines.base import SamplingParams
 from rayalign.engines.config import EngineConfig
 from rayalign.training.config import DPOTrainConfig, SFTTrainConfig
 
+
+#: Sampling for prompt synthesis (diverse, short: one instruction). The one default, used by
+#: ``policy.self_reward.synthesize_prompts`` and by ``PromptsConfig.params``.
+SYNTHESIS_PARAMS = SamplingParams(max_tokens=64, temperature=1.0, top_p=0.95)
+
 Recipe = Literal["self-reward", "teacher-reward", "teacher-demo", "sft"]
 
 
@@ -74,8 +79,7 @@ class PromptsConfig(StrictModel):
     n_prompts: int = Field(default=8, ge=1)
     n_shots: int = Field(default=4, ge=1)
     seed_pool: int = Field(default=64, ge=1)
-    params: SamplingParams = Field(default_factory=lambda: SamplingParams(
-        max_tokens=64, temperature=1.0, top_p=0.95))
+    params: SamplingParams = Field(default_factory=lambda: SYNTHESIS_PARAMS.model_copy())
     min_chars: int = Field(default=12, ge=1)
     max_chars: int = Field(default=400, ge=10)
     dedup_threshold: float = Field(default=0.7, gt=0, le=1)

@@ -26,19 +26,18 @@ import random
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rayalign.data.schema import PreferencePair, PromptRecord, RankedAnswer, stable_id
+from rayalign.data.schema import PreferencePair, PromptRecord, stable_id
 from rayalign.engines.base import Engine
 from rayalign.engines.config import EngineConfig
-from rayalign.evaluation.metrics import RankGroup, ranks_to_reference, reward_model_metrics
+from rayalign.evaluation.metrics import judge_metrics
 from rayalign.models.registry import model_dir
 from rayalign.policy.align_config import AlignConfig
+from rayalign.policy.chat_format import chat_formatted_pairs, trl_examples
 from rayalign.policy.self_reward import (
     CandidateSet, JudgedSet, RubricScorer, build_pairs, sample_candidates, score_candidates,
     synthesize_prompts,
 )
-from rayalign.policy.sft_data import (
-    eft_examples, ift_examples, rm_eval_groups, split_by_question,
-)
+from rayalign.policy.sft_data import load_ranked, prepare_data
 from rayalign.policy.teacher import ReplayEngine, demo_pairs, teacher_answers
 from rayalign.runs import RunDir, atomic_write_json, read_jsonl, write_jsonl
 
@@ -67,72 +66,6 @@ def default_run_dpo(pairs, model_path, output_dir, cfg) -> Path:
     from rayalign.policy.dpo import run_dpo
 
     return run_dpo(pairs, model_path, output_dir, cfg)
-
-
-def load_ranked(path: str | None) -> list[RankedAnswer]:
-    from rayalign.data.loaders import load_oasst_ranked
-
-    if path is None:
-        from rayalign.data.bundled import bundled_path
-
-        path = str(bundled_path("oasst2_ranked"))
-    return list(load_oasst_ranked(path))
-
-
-def _chat_tokenizer(model_path: str):
-    """The policy's tokenizer when its directory has one with a chat template, else None."""
-    from pathlib import Path as _P
-
-    if not (_P(model_path) / "tokenizer_config.json").is_file():
-        log.warning("no tokenizer in %s: training prompts are not chat-formatted", model_path)
-        return None
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_path)
-    return tok if getattr(tok, "chat_template", None) else None
-
-
-def _render(tok, messages: list[dict]) -> str:
-    if tok is None:
-        return "\n\n".join(m["content"] for m in messages)
-    from rayalign.engines.hf_local import render_chat
-
-    return render_chat(tok, messages)
-
-
-def chat_formatted_pairs(pairs: Sequence[PreferencePair], model_path: str) -> list[PreferencePair]:
-    """Pairs whose prompt is rendered with the policy's chat template.
-
-    The engines generate from chat-formatted prompts, and TRL trains on a plain-string
-    prompt as it is; so the DPO prompt must carry the same template, or the preference would
-    be learnt in a context the model never generates in. The persisted pairs keep the bare
-    prompt; only the training copy is formatted."""
-    tok = _chat_tokenizer(model_path)
-    return [p.model_copy(update={"prompt": _render(tok, [{"role": "user", "content": p.prompt}])})
-            for p in pairs]
-
-
-def trl_examples(examples: Sequence[dict], model_path: str) -> list[dict]:
-    """Conversational IFT/EFT examples -> the string prompt/completion rows ``run_sft`` takes,
-    the prompt rendered with the model's chat template (as the engines render it)."""
-    tok = _chat_tokenizer(model_path)
-    return [{"prompt": _render(tok, e["prompt"]), "completion": e["completion"][0]["content"]}
-            for e in examples]
-
-
-def prepare_data(cfg: AlignConfig) -> dict[str, Any]:
-    """OASST rows split into training and held-out evaluation questions (deterministic in
-    the config): SFT examples, few-shot seeds, the DPO prompt pool and the judge-metric
-    groups. Needs no run directory, so evaluations can rebuild the same held-out set."""
-    rows = load_ranked(cfg.sft.data)
-    split = split_by_question(rows, cfg.eval.rm_groups, seed=cfg.seed)
-    ift = ift_examples(split.train, limit=cfg.sft.n_ift)
-    eft = eft_examples(split.train, limit=cfg.sft.n_eft, seed=cfg.seed)
-    ift_q = {r.prompt for r in split.train if r.rank == 0}
-    # DPO prompts: training questions never seen in SFT (neither IFT nor EFT).
-    pool = sorted({r.prompt for r in split.train} - ift_q - {e["question"] for e in eft})
-    return {"split": split, "ift": ift, "eft": eft, "seed_prompts": sorted(ift_q),
-            "prompt_pool": pool, "eval_groups": rm_eval_groups(split.eval, cfg.eval.max_answers)}
 
 
 class AlignLoop:
@@ -391,21 +324,6 @@ class AlignLoop:
         self.run.finish(models=summary["models"])
         atomic_write_json(self.run.file("summary.json"), summary)
         return summary
-
-
-def judge_metrics(scorer: RubricScorer, groups: Sequence[dict]) -> dict:
-    """Score every response of every group with ``scorer``; Table 2 metrics vs human ranks."""
-    flat = [(g["prompt"], r) for g in groups for r in g["responses"]]
-    scores = scorer.score(flat)
-    rank_groups, k = [], 0
-    for i, g in enumerate(groups):
-        n = len(g["responses"])
-        rank_groups.append(RankGroup(str(i), [s.score for s in scores[k:k + n]],
-                                     ranks_to_reference(g["ranks"])))
-        k += n
-    m = reward_model_metrics(rank_groups)
-    m["judge"] = scorer.name
-    return m
 
 
 def run_align(cfg: AlignConfig, run_dir: str | Path | None = None, *, use_actor: bool = True,

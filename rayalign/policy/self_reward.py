@@ -25,6 +25,7 @@ from typing import Sequence
 
 from rayalign.data.schema import PreferencePair, PromptRecord, stable_id
 from rayalign.engines.base import Engine, GenerationRequest, SamplingParams
+from rayalign.policy.align_config import SYNTHESIS_PARAMS
 from rayalign.policy.prompts import (
     parse_synthesized_prompt, prompt_synthesis_messages, response_messages,
 )
@@ -76,7 +77,7 @@ def synthesize_prompts(engine: Engine, seed_prompts: Sequence[str], n_new: int, 
     """
     if not seed_prompts:
         raise ValueError("prompt synthesis needs at least one seed prompt")
-    params = params or SamplingParams(max_tokens=96, temperature=1.0, top_p=0.95)
+    params = params or SYNTHESIS_PARAMS.model_copy()
     rng = random.Random(seed)
     stats = SynthesisStats()
     seed_sets = [_words(s) for s in seed_prompts]

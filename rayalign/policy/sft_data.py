@@ -21,9 +21,10 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from rayalign.data.schema import RankedAnswer
+from rayalign.policy.align_config import AlignConfig
 from rayalign.policy.prompts import eft_rationale, rubric_messages, response_messages
 
 # Human rank (0 = best) -> rubric total. The best answer gets the full 5 points, each rank
@@ -122,3 +123,28 @@ def rm_eval_groups(rows: Sequence[RankedAnswer], max_answers: int = 4) -> list[d
         out.append({"prompt": q, "responses": [a.response for a in answers],
                     "ranks": [a.rank for a in answers]})
     return out
+
+
+def load_ranked(path: str | None) -> list[RankedAnswer]:
+    from rayalign.data.loaders import load_oasst_ranked
+
+    if path is None:
+        from rayalign.data.bundled import bundled_path
+
+        path = str(bundled_path("oasst2_ranked"))
+    return list(load_oasst_ranked(path))
+
+
+def prepare_data(cfg: AlignConfig) -> dict[str, Any]:
+    """OASST rows split into training and held-out evaluation questions (deterministic in
+    the config): SFT examples, few-shot seeds, the DPO prompt pool and the judge-metric
+    groups. Needs no run directory, so evaluations can rebuild the same held-out set."""
+    rows = load_ranked(cfg.sft.data)
+    split = split_by_question(rows, cfg.eval.rm_groups, seed=cfg.seed)
+    ift = ift_examples(split.train, limit=cfg.sft.n_ift)
+    eft = eft_examples(split.train, limit=cfg.sft.n_eft, seed=cfg.seed)
+    ift_q = {r.prompt for r in split.train if r.rank == 0}
+    # DPO prompts: training questions never seen in SFT (neither IFT nor EFT).
+    pool = sorted({r.prompt for r in split.train} - ift_q - {e["question"] for e in eft})
+    return {"split": split, "ift": ift, "eft": eft, "seed_prompts": sorted(ift_q),
+            "prompt_pool": pool, "eval_groups": rm_eval_groups(split.eval, cfg.eval.max_answers)}
