@@ -434,6 +434,7 @@ def test_long_prompt_opens_at_the_last_human_turn(page_server, request, device, 
     # The box is taller than the old 22rem cap on a tall screen (it follows the viewport).
     assert got["boxHeight"] > 0.5 * got["vh"], got
     # What "better" means is on the page; progress counts this batch (2), not the queue (4).
+    assert drv.find_element(By.ID, "prompt-note").is_displayed()  # "earlier turns above"
     assert "more helpful and harmless" in drv.find_element(By.ID, "guidelines").text
     assert drv.find_element(By.ID, "progress-text").text == "0 / 2 answered"
     assert "iter00" in drv.find_element(By.ID, "progress-batch").text

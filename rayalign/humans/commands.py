@@ -170,7 +170,8 @@ def register(subparsers) -> None:
     e.add_argument("--question", choices=("label", "ranking"), default="label",
                    help="Argilla question type (label A/B/tie, or a ranking of A and B)")
     e.add_argument("--with-ai", action="store_true",
-                   help="pre-fill the AI label (anchors annotators; off by default)")
+                   help="include the AI label and rationale (Label Studio: task data and a "
+                        "prediction; Argilla: a suggestion); anchors annotators, off by default")
     e.set_defaults(func=cmd_export)
 
     i = sub.add_parser("import", help="import answers made in Label Studio or Argilla")

@@ -136,6 +136,7 @@
     const lastHuman = turns.length ? turns[turns.length - 1] : null;
     box.scrollTop = 0;
     $("card").scrollIntoView({ block: "start" });
+    $("prompt-note").hidden = box.scrollHeight <= box.clientHeight + 2;  // only when it scrolls
     if (!lastHuman) return;
     lastHuman.classList.add("last-human");
     box.scrollTop = Math.max(0, lastHuman.offsetTop - box.offsetTop - 8);
