@@ -234,3 +234,210 @@ def test_driver_waits_for_people_answering_through_the_api(tmp_path):
     t.join(timeout=10)
     assert result["labels"] == {items[0].id: "B", items[2].id: "A"}
     assert AnnotationQueue(db).batch_status("iter_03")["total"] == 3  # enqueued once
+
+
+# -- the human loop's rough edges (issue 14, items 16 and 17) --------------------------------
+def _long_prompt(turns: int = 14) -> str:
+    """A long HH transcript whose last Human turn is the one that matters."""
+    parts = []
+    for i in range(turns):
+        parts.append(f"\n\nHuman: question {i}: " + "tell me more about the history of bread. " * 6)
+        parts.append(f"\n\nAssistant: answer {i}: " + "Bread has been baked for thousands of years. " * 6)
+    parts.append("\n\nHuman: LAST-TURN so which bread should I bake tonight?\n\nAssistant:")
+    return "".join(parts)
+
+
+@pytest.fixture()
+def page_server(tmp_path):
+    """The app under uvicorn on loopback (the Serve path is covered above; this is faster)."""
+    import threading
+
+    import uvicorn
+
+    q = AnnotationQueue(default_queue_path(tmp_path))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(q.db_path, TOKEN), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    _wait(lambda: server.started, what="uvicorn start")
+    yield q, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    t.join(timeout=10)
+
+
+def _claims(q: AnnotationQueue) -> list[tuple[str, str]]:
+    import sqlite3
+
+    with sqlite3.connect(q.db_path) as con:
+        return sorted(con.execute("SELECT annotator, item_id FROM claims").fetchall())
+
+
+def _item_id(browser) -> str:
+    from selenium.webdriver.common.by import By
+
+    el = browser.find_element(By.ID, "item-id")
+    return el.text if browser.find_element(By.ID, "card").is_displayed() else ""
+
+
+def test_api_docs_cover_every_route_behind_the_token(tmp_path):
+    q, _ = _queue(tmp_path)
+    app = build_app(q.db_path, TOKEN)
+    c = TestClient(app)
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    assert c.get("/api-docs").status_code == 401 and c.get("/openapi.json").status_code == 401
+    doc = c.get("/api-docs", headers=h)
+    assert doc.status_code == 200 and doc.headers["content-type"].startswith("text/markdown")
+    assert c.get(f"/api-docs?token={TOKEN}").status_code == 200  # a page: ?token= works
+    spec = c.get("/openapi.json", headers=h).json()
+    routes = {r.path for r in app.routes if r.path not in ("/openapi.json", "/", "/review")}
+    assert {"/api/next", "/api/submit", "/api/undo", "/api/release", "/api/status",
+            "/api/review"} <= routes
+    for path in routes:
+        assert f"`{path}" in doc.text or f" {path}`" in doc.text or f"`GET {path}" in doc.text \
+            or f"{path}`" in doc.text, f"{path} is not documented in annotate_api.md"
+        assert path in spec["paths"] or path == "/api-docs", path
+
+
+def test_release_beacon_and_undo_over_the_api(tmp_path):
+    q, items = _queue(tmp_path)
+    c = TestClient(build_app(q.db_path, TOKEN))
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    item = c.get("/api/next?annotator=ana&batch=iter00", headers=h).json()["item"]  # either spelling
+    assert item["batch_id"] == "iter_00" and _claims(q) == [("ana", item["id"])]
+    assert c.get("/api/next?annotator=ana&batch=iter_9", headers=h).status_code == 404
+    # A beacon carries no headers: the token is in its text/plain body, and it is checked.
+    beacon = {"annotator": "ana", "batch_id": "iter_00", "item_id": item["id"]}
+    r = c.post("/api/release", content=json.dumps({**beacon, "token": "wrong-token-123456"}),
+               headers={"Content-Type": "text/plain"})
+    assert r.status_code == 401 and _claims(q) == [("ana", item["id"])]
+    assert c.post("/api/release", content=json.dumps(beacon)).status_code == 401
+    r = c.post("/api/release", content=json.dumps({**beacon, "annotator": "bob", "token": TOKEN}))
+    assert r.json() == {"released": 0}  # nobody frees someone else's claim
+    r = c.post("/api/release", content=json.dumps({**beacon, "token": TOKEN}),
+               headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200 and r.json() == {"released": 1} and _claims(q) == []
+    # Undo: the answer is withdrawn and the item comes back claimed for the same person.
+    item = c.get("/api/next?annotator=ana", headers=h).json()["item"]
+    c.post("/api/submit", headers=h, json={"batch_id": item["batch_id"], "item_id": item["id"],
+                                           "label": "A", "annotator": "ana"})
+    assert q.batch_status("iter_00")["answered"] == 1
+    assert c.post("/api/undo", headers=h, json={"batch_id": item["batch_id"], "item_id": item["id"],
+                                                "annotator": "bob"}).status_code == 404
+    r = c.post("/api/undo", headers=h, json={"batch_id": item["batch_id"], "item_id": item["id"],
+                                             "annotator": "ana"})
+    assert r.status_code == 200 and r.json()["item"]["id"] == item["id"]
+    assert "ai_label" not in r.json()["item"]
+    assert q.batch_status("iter_00")["answered"] == 0 and _claims(q) == [("ana", item["id"])]
+
+
+@needs_chromium
+def test_page_asks_for_a_name_releases_claims_and_undoes(page_server, browser):
+    """No literal default name; a new name or a closed tab gives the claim back; Undo."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    q, base = page_server
+    items = _items()
+    q.enqueue("iter_00", items, {it.id: "A" for it in items})
+    browser.get(f"{base}/?token={TOKEN}")
+    msg = _wait(lambda: browser.find_element(By.ID, "message").text, what="name prompt")
+    assert "Who is annotating?" in msg and not browser.find_element(By.ID, "card").is_displayed()
+    time.sleep(0.5)
+    assert _claims(q) == []  # nothing claimed under a made-up name
+    box = browser.find_element(By.ID, "annotator")
+    assert box.get_attribute("value") == ""
+    box.send_keys("ana", Keys.ENTER)
+    first = _wait(lambda: _item_id(browser), what="first item")
+    assert _claims(q) == [("ana", first)]
+    # The same browser changes annotator: ana's claim goes back, bob claims.
+    box.clear()
+    box.send_keys("bob", Keys.ENTER)
+    _wait(lambda: [a for a, _ in _claims(q)] == ["bob"], what="claim moved to bob")
+    assert browser.execute_script("return localStorage.getItem('rayalign-annotator')") == "bob"
+    # Progress counts the batch on screen; answer, then undo the answer.
+    shown = _wait(lambda: _item_id(browser), what="bob's item")
+    browser.find_element(By.TAG_NAME, "body").send_keys("a")
+    _wait(lambda: len(q.answers("iter_00")) == 1, what="answer")
+    _wait(lambda: browser.find_element(By.ID, "reveal").is_displayed(), what="reveal")
+    _wait(lambda: _item_id(browser) not in ("", shown), what="next item")
+    assert browser.find_element(By.ID, "progress-text").text == "1 / 3 answered"
+    browser.find_element(By.ID, "btn-undo").click()
+    _wait(lambda: _item_id(browser) == shown, what="undone item back on screen")
+    assert q.answers("iter_00") == []
+    assert browser.find_element(By.ID, "progress-text").text == "0 / 3 answered"
+    assert not browser.find_element(By.ID, "reveal").is_displayed()
+    browser.find_element(By.ID, "btn-b").click()
+    _wait(lambda: len(q.answers("iter_00")) == 1, what="answer after undo")
+    assert q.answers("iter_00")[0]["label"] == "B" and q.answers("iter_00")[0]["item_id"] == shown
+    on_screen = _wait(lambda: _item_id(browser) not in ("", shown) and _item_id(browser),
+                      what="next item after undo")
+    assert ("bob", on_screen) in _claims(q)
+    # Closing the tab (navigating away) sends the release beacon.
+    browser.get("about:blank")
+    _wait(lambda: _claims(q) == [], timeout=10, what="claim released on unload")
+
+
+@pytest.fixture()
+def phone(tmp_path):
+    """Chromium emulating a phone (390 x 844 CSS px, touch), as a person on the move sees it."""
+    os.environ.setdefault("SE_OFFLINE", "true")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for f in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'phone-profile'}"]:
+        opts.add_argument(f)
+    opts.add_experimental_option("mobileEmulation", {
+        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2, "touch": True}})
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()
+
+
+LAST_HUMAN_VISIBLE_JS = """
+const turns = document.querySelectorAll('#prompt .turn.human');
+const el = turns[turns.length - 1];
+const r = el.getBoundingClientRect(), box = document.getElementById('prompt').getBoundingClientRect();
+const x = r.left + 8, y = r.top + 8;
+const hit = document.elementFromPoint(x, y);
+return {text: el.textContent, top: r.top, boxTop: box.top, boxBottom: box.bottom,
+        vh: window.innerHeight, vw: window.innerWidth, docW: document.documentElement.scrollWidth,
+        onTop: !!hit && el.contains(hit),
+        inBox: r.top >= box.top - 1 && r.top + 24 <= box.bottom,
+        inView: r.top >= 0 && r.top + 24 <= window.innerHeight,
+        boxHeight: box.height};
+"""
+
+
+@needs_chromium
+@pytest.mark.parametrize("device", ["phone", "desktop"])
+def test_long_prompt_opens_at_the_last_human_turn(page_server, request, device, tmp_path):
+    """Issue 14.17: not clipped at 22rem, scrolled to the last Human turn, batch progress."""
+    from selenium.webdriver.common.by import By
+
+    drv = request.getfixturevalue("phone" if device == "phone" else "browser")
+    q, base = page_server
+    long_item = PairwiseItem(prompt=_long_prompt(), response_a="A sourdough loaf, if you have a starter.",
+                             response_b="Whatever.")
+    q.enqueue("iter00", [long_item] + _items()[:1], {long_item.id: "A"})
+    q.enqueue("iter01", _items()[1:], {})
+    drv.get(f"{base}/?token={TOKEN}&annotator=phone-{device}")
+    _wait(lambda: _item_id(drv) == long_item.id, what="long item")
+    time.sleep(0.3)
+    got = drv.execute_script(LAST_HUMAN_VISIBLE_JS)
+    assert got["text"].startswith("Human:LAST-TURN") or "LAST-TURN" in got["text"], got
+    assert got["inBox"] and got["inView"] and got["onTop"], got
+    assert got["docW"] <= got["vw"] + 1, got  # no sideways scrolling
+    # The box is taller than the old 22rem cap on a tall screen (it follows the viewport).
+    assert got["boxHeight"] > 0.5 * got["vh"], got
+    # What "better" means is on the page; progress counts this batch (2), not the queue (4).
+    assert drv.find_element(By.ID, "prompt-note").is_displayed()  # "earlier turns above"
+    assert "more helpful and harmless" in drv.find_element(By.ID, "guidelines").text
+    assert drv.find_element(By.ID, "progress-text").text == "0 / 2 answered"
+    assert "iter00" in drv.find_element(By.ID, "progress-batch").text
+    shot_dir = Path(os.environ.get("RAYALIGN_SCREENSHOT_DIR", tmp_path))
+    shot_dir.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(shot_dir / f"annotate_long_prompt_{device}.png"))

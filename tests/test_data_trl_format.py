@@ -106,3 +106,24 @@ def test_model_dump_rows_reload_with_ids_sources_and_meta(hh, tmp_path):
     path.write_text("".join(json.dumps(p.model_dump()) + "\n" for p in hh[:50]))
     back = load_preferences(path)
     assert [p.model_dump() for p in back] == [p.model_dump() for p in hh[:50]]
+
+
+def test_standard_rows_split_like_trls_own_extract_prompt(hh):
+    """Issue 14.21: the export keeps the space after "Assistant:" where TRL's extract_prompt does."""
+    from trl.data_utils import extract_prompt
+
+    checked = 0
+    for p in hh:
+        # The original HH row: two full dialogues, the prompt implicit in both.
+        dialogue = {"chosen": p.prompt + " " + p.chosen, "rejected": p.prompt + " " + p.rejected}
+        if p.chosen[0] == p.rejected[0] or not p.prompt.endswith("\n\nAssistant:"):
+            continue  # TRL splits inside a shared first word there: not a layout question
+        ours = to_trl_row(p)
+        assert ours == extract_prompt(dialogue), p.id
+        assert ours["prompt"] + ours["chosen"] == dialogue["chosen"]
+        # ... and it comes back as the same pair (the space is layout, not content).
+        assert _triples([from_trl_row(ours)]) == _triples([p])
+        checked += 1
+    assert checked > 200
+    # The standard round trip through a datasets.Dataset is exact too.
+    assert _triples(from_hf_dataset(to_hf_dataset(hh))) == _triples(hh)

@@ -9,8 +9,10 @@ import pytest
 
 from rayalign.data.schema import PairwiseItem
 from rayalign.humans.exchange import (
-    export_argilla, export_label_studio, import_argilla, import_label_studio,
+    detect_format, export_argilla, export_label_studio, import_argilla, import_label_studio,
+    read_answers,
 )
+from rayalign.humans.guidelines import BETTER_MEANS
 from rayalign.humans.queue import AnnotationQueue
 
 
@@ -122,3 +124,71 @@ def test_argilla_ranking_api_shape_and_ties(tmp_path, items):
     p = tmp_path / "r.json"
     p.write_text(json.dumps({"records": recs}))
     assert [r["label"] for r in import_argilla(p)] == ["B", "tie"]
+
+
+def test_label_studio_export_keeps_ai_out_of_task_data_unless_asked(tmp_path, items):
+    """Issue 14.14: Label Studio's Data Manager shows every data key as a column."""
+    ai = {it.id: "A" for it in items}
+    why = {it.id: "A is shorter" for it in items}
+    path, _ = export_label_studio(items, ai, tmp_path / "t.json", rationales=why, batch_id="b")
+    text = path.read_text()
+    assert "ai_label" not in text and "ai_rationale" not in text and "A is shorter" not in text
+    assert all("predictions" not in t for t in json.loads(text))
+    path, _ = export_label_studio(items, ai, tmp_path / "w.json", rationales=why, with_ai=True)
+    tasks = json.loads(path.read_text())
+    assert tasks[0]["data"]["ai_label"] == "A" and tasks[0]["data"]["ai_rationale"] == "A is shorter"
+    assert tasks[0]["predictions"][0]["result"][0]["value"] == {"selected": "left"}
+
+
+def test_label_studio_1_23_integer_completed_by_stays_readable(tmp_path, items):
+    """Issue 14.15: LS 1.23 exports completed_by as an int, the person in created_username."""
+    path, _ = export_label_studio(items[:3], {}, tmp_path / "t.json", batch_id="iter00")
+    tasks = json.loads(path.read_text())
+    pick = [{"from_name": "preference", "type": "pairwise", "value": {"selected": "left"}}]
+    tasks[0]["annotations"] = [{"completed_by": 7, "created_username": " ann@lab.org, 7",
+                                "result": pick}]
+    tasks[1]["annotations"] = [{"completed_by": 8, "created_username": "Bo Li bo@lab.org, 8",
+                                "result": pick}]
+    tasks[2]["annotations"] = [{"completed_by": 9, "result": pick}]
+    path.write_text(json.dumps(tasks))
+    rows = import_label_studio(path)
+    assert [r["annotator"] for r in rows] == ["label-studio:ann@lab.org", "label-studio:bo@lab.org",
+                                              "label-studio:user-9"]
+    assert {r["batch_id"] for r in rows} == {"iter00"}
+
+
+def test_format_is_detected_and_a_mismatch_or_an_empty_file_refused(tmp_path, items):
+    ls, _ = export_label_studio(items, {}, tmp_path / "ls.json", batch_id="iter00")
+    arg = export_argilla(items, tmp_path / "arg.json", batch_id="iter00")
+    assert detect_format(json.loads(ls.read_text())) == "label-studio"
+    assert detect_format(json.loads(arg.read_text())) == "argilla"
+    assert detect_format(json.loads(arg.read_text())["records"]) == "argilla"
+    assert detect_format({"what": 1}) is None and detect_format([]) is None
+    # Nobody answered yet: zero recognised rows is an error, not "imported 0".
+    with pytest.raises(ValueError, match="no answers found .*4 tasks"):
+        read_answers(ls)
+    with pytest.raises(ValueError, match="no answers found .*4 records"):
+        read_answers(arg, "argilla")
+    tasks = json.loads(ls.read_text())
+    tasks[0]["annotations"] = [{"completed_by": 1, "result": [
+        {"from_name": "preference", "type": "pairwise", "value": {"selected": "right"}}]}]
+    ls.write_text(json.dumps(tasks))
+    with pytest.raises(ValueError, match="is a Label Studio JSON export.*not argilla.*--format label-studio"):
+        read_answers(ls, "argilla")
+    fmt, rows = read_answers(ls)
+    assert fmt == "label-studio" and [(r["id"], r["label"]) for r in rows] == [(items[0].id, "B")]
+    (tmp_path / "junk.json").write_text(json.dumps({"tasks": []}))
+    with pytest.raises(ValueError, match="not a Label Studio or Argilla export"):
+        read_answers(tmp_path / "junk.json")
+
+
+def test_one_definition_of_better_everywhere(tmp_path, items):
+    """Issue 14.17: Argilla, Label Studio and the page ask the same question."""
+    from rayalign.serve.annotate_app import render_page
+
+    export_argilla(items, tmp_path / "a.json")
+    assert BETTER_MEANS in json.loads((tmp_path / "a.json").read_text())["settings"]["guidelines"]
+    _, cfg = export_label_studio(items, {}, tmp_path / "t.json")
+    header = ET.fromstring(cfg.read_text()).find("Header").get("value")
+    assert BETTER_MEANS in header
+    assert BETTER_MEANS.replace("'", "&#x27;") in render_page("n0nce")

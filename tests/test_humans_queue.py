@@ -157,3 +157,36 @@ def test_two_processes_never_label_the_same_item(tmp_path):
     flat = [i for r in results for i in r]
     assert sorted(flat) == sorted(it.id for it in items)  # each exactly once
     assert len(q.answers("b")) == 30 and q.batch_status("b")["complete"]
+
+
+def test_batch_ids_resolve_in_either_spelling_and_errors_list_them(tmp_path):
+    """Issue 14.15: the driver's iter00 and the run folder's iter_00 name one batch."""
+    from rayalign.humans.queue import UnknownBatchError
+
+    q = AnnotationQueue(tmp_path / "q.sqlite")
+    one = [PairwiseItem(prompt="p", response_a="a", response_b="b")]
+    q.enqueue("iter00", one)
+    q.enqueue("random-3", one)
+    assert q.resolve_batch("iter00") == "iter00"
+    assert q.resolve_batch("iter_00") == "iter00" and q.resolve_batch("ITER-00") == "iter00"
+    assert q.resolve_batch("random_3") == "random-3"
+    with pytest.raises(UnknownBatchError, match=r"'iter_01'.*\(batches: iter00, random-3\)"):
+        q.resolve_batch("iter_01")
+    with pytest.raises(ValueError, match=r"batches: iter00, random-3"):
+        q.items("nope")
+    q.enqueue("iter_00", one)  # both spellings really present: exact wins, no guessing
+    assert q.resolve_batch("iter_00") == "iter_00"
+    assert q.batches_of([one[0].id, "x"]) == {one[0].id: ["iter00", "random-3", "iter_00"], "x": []}
+
+
+def test_release_one_item_only_of_the_claimer(tmp_path):
+    q = AnnotationQueue(tmp_path / "q.sqlite")
+    items = [PairwiseItem(prompt=f"p{i}", response_a="a", response_b="b") for i in range(3)]
+    q.enqueue("b", items)
+    mine = q.claim("ana", 2)
+    theirs = q.claim("bob", 1)
+    assert q.release("bob", item_id=mine[0]["id"]) == 0  # not bob's claim
+    assert q.release("ana", item_id=mine[0]["id"], batch_id="b") == 1
+    assert q.claim("carl", 1)[0]["id"] == mine[0]["id"]  # free again at once
+    assert q.release("ana") == 1 and q.release("bob") == 1
+    assert theirs[0]["id"] not in {m["id"] for m in mine}

@@ -49,7 +49,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
 
     q = _queue(args.run_dir)
-    rows = q.items(args.batch, with_ai=True)
+    batch = q.resolve_batch(args.batch)
+    rows = q.items(batch, with_ai=True)
     items = [PairwiseItem(id=r["id"], prompt=r["prompt"], response_a=r["response_a"],
                           response_b=r["response_b"], meta=r["meta"]) for r in rows]
     ai = {r["id"]: r["ai_label"] for r in rows if r["ai_label"]}
@@ -57,44 +58,80 @@ def cmd_export(args: argparse.Namespace) -> int:
         tasks, cfg = export_label_studio(
             items, ai, args.out, rationales={r["id"]: r["rationale"] for r in rows
                                              if r["rationale"]},
-            batch_id=args.batch, include_predictions=args.with_ai)
+            batch_id=batch, with_ai=args.with_ai)
         print(f"wrote {len(items)} Label Studio tasks to {tasks} and the labelling config to {cfg}")
     else:
         out = export_argilla(items, args.out, ai_labels=ai if args.with_ai else None,
-                             question=args.question, batch_id=args.batch)
+                             question=args.question, batch_id=batch)
         print(f"wrote {len(items)} Argilla records ({args.question} question) to {out} and the "
               f"dataset settings to {argilla_settings_path(out)}")
     return 0
 
 
+def _assign_batches(q: AnnotationQueue, rows: list[dict], batch: str | None,
+                    path: str) -> dict[str, list[dict]]:
+    """Group import rows by queue batch: the batch each row carries, ``--batch``, or the
+    one batch that holds the item. Any disagreement or ambiguity is an error naming the row.
+    """
+    forced = q.resolve_batch(batch) if batch else None
+    where = q.batches_of(sorted({r["id"] for r in rows}))
+    groups: dict[str, list[dict]] = {}
+    for i, r in enumerate(rows):
+        carried = q.resolve_batch(r["batch_id"]) if r.get("batch_id") else None
+        if forced and carried and carried != forced:
+            raise ValueError(f"{path}: row {i} (item {r['id']!r}) is from batch {carried!r}, "
+                             f"but --batch says {forced!r}")
+        b = forced or carried
+        if b is None:
+            held = where.get(r["id"]) or []
+            if len(held) != 1:
+                raise ValueError(
+                    f"{path}: row {i} (item {r['id']!r}) carries no batch id and the item is in "
+                    f"{'no batch' if not held else 'batches ' + ', '.join(held)}; pass --batch "
+                    f"(batches: {', '.join(q.batches()) or 'none yet'})")
+            b = held[0]
+        groups.setdefault(b, []).append({**r, "batch_id": b})
+    return groups
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    from rayalign.humans.exchange import import_argilla, import_label_studio
+    from rayalign.humans.exchange import read_answers
 
     q = _queue(args.run_dir)
-    reader = import_label_studio if args.format == "label-studio" else import_argilla
-    rows = reader(args.file)
-    n = q.import_labels(args.batch, rows, source=args.format)
-    print(f"imported {n} answers into batch {args.batch!r}")
+    fmt, rows = read_answers(args.file, args.format)
+    groups = _assign_batches(q, rows, args.batch, args.file)
+    for b, grp in groups.items():  # check every batch before writing any
+        known = {it["id"] for it in q.items(b, with_ai=False)}
+        bad = next((r for r in grp if r["id"] not in known), None)
+        if bad is not None:
+            raise ValueError(f"{args.file}: item {bad['id']!r} is not in batch {b!r}")
+    for b, grp in groups.items():
+        n = q.import_labels(b, grp, source=fmt)
+        print(f"imported {n} {fmt} answers into batch {b!r}")
     _print_status(q)
     return 0
 
 
 def add_export(e: argparse.ArgumentParser) -> None:
     add_run_dir_argument(e)
-    e.add_argument("--batch", required=True)
+    e.add_argument("--batch", required=True, help="queue batch id (iter00 and iter_00 both work)")
     e.add_argument("--format", choices=FORMATS, required=True)
     e.add_argument("--out", required=True, help="output JSON file")
     e.add_argument("--question", choices=("label", "ranking"), default="label",
                    help="Argilla question type (label A/B/tie, or a ranking of A and B)")
     e.add_argument("--with-ai", action="store_true",
-                   help="pre-fill the AI label (anchors annotators; off by default)")
+                   help="include the AI label and rationale (Label Studio: task data and a "
+                        "prediction; Argilla: a suggestion); anchors annotators, off by default")
     e.set_defaults(func=cmd_export)
 
 
 def add_import(i: argparse.ArgumentParser) -> None:
     add_run_dir_argument(i)
-    i.add_argument("--batch", required=True)
-    i.add_argument("--format", choices=FORMATS, required=True)
+    i.add_argument("--batch", default=None,
+                   help="queue batch (default: the batch id each exported task carries; "
+                        "iter00 and iter_00 both work)")
+    i.add_argument("--format", choices=FORMATS, default=None,
+                   help="the file's format (default: detected; a mismatch is refused)")
     i.add_argument("file", help="the tool's JSON export")
     i.set_defaults(func=cmd_import)
 

@@ -18,6 +18,12 @@ prompts arrive, so HH data maps to real chat messages and back without loss. Con
 
 So standard -> conversational -> standard is exact except that a *single-turn* transcript
 comes back as plain text; conversational -> standard -> conversational is exact.
+
+Standard rows follow TRL's text layout: TRL trainers concatenate ``prompt + completion``, and
+TRL's own ``extract_prompt`` splits an HH dialogue as ``"...\n\nAssistant:"`` + ``" reply"``
+(the space stays with the completion). rayalign keeps replies without that space, so the
+export puts it back in front of each completion after a transcript prompt (else the model
+would see ``"Assistant:No"``, a text HH never contains) and the import takes it off again.
 """
 
 from __future__ import annotations
@@ -85,8 +91,33 @@ def messages_to_prompt(messages: list[Mapping[str, Any]]) -> str:
     return messages_to_transcript(messages)
 
 
+_ASSISTANT_CUE = "\n\nAssistant:"
+
+
+def trl_completion(prompt: str, completion: str) -> str:
+    """A completion as TRL's standard format lays it out after ``prompt``.
+
+    After an HH transcript prompt (ending ``"\n\nAssistant:"``) the completion starts with
+    one space, exactly as TRL's ``extract_prompt`` leaves it; otherwise it is unchanged.
+    """
+    if prompt.endswith(_ASSISTANT_CUE) and completion and not completion[0].isspace():
+        return " " + completion
+    return completion
+
+
+def _strip_trl_space(prompt: str, chosen: str, rejected: str) -> tuple[str, str]:
+    """Undo ``trl_completion``: one leading space after a transcript prompt, in both replies."""
+    if prompt.endswith(_ASSISTANT_CUE) and chosen.startswith(" ") and rejected.startswith(" "):
+        return chosen[1:], rejected[1:]
+    return chosen, rejected
+
+
 def to_trl_row(pair: PreferencePair, conversational: bool = False, include_id: bool = False) -> dict[str, Any]:
-    """One pair as a TRL preference row (standard or conversational)."""
+    """One pair as a TRL preference row (standard or conversational).
+
+    Standard rows put the space after ``"Assistant:"`` in front of the completions (see the
+    module docstring), so ``prompt + chosen`` reads as the original HH dialogue.
+    """
     if conversational:
         row: dict[str, Any] = {
             "prompt": prompt_to_messages(pair.prompt),
@@ -94,7 +125,8 @@ def to_trl_row(pair: PreferencePair, conversational: bool = False, include_id: b
             "rejected": [{"role": "assistant", "content": pair.rejected}],
         }
     else:
-        row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}
+        row = {"prompt": pair.prompt, "chosen": trl_completion(pair.prompt, pair.chosen),
+               "rejected": trl_completion(pair.prompt, pair.rejected)}
     if include_id:
         row["id"] = pair.id
     return row
@@ -152,6 +184,8 @@ def from_trl_row(row: Mapping[str, Any], source: str = "") -> PreferencePair:
                 raise DataError(None, e.reason, field=e.field) from None
         elif not isinstance(prompt, str):
             raise DataError(None, f"expected a string (standard row), got {type(prompt).__name__}", field="prompt")
+        else:
+            chosen, rejected = _strip_trl_space(prompt, chosen, rejected)
     elif isinstance(chosen, list):
         c_msgs = _check_messages(chosen, "chosen")
         r_msgs = _check_messages(rejected, "rejected")

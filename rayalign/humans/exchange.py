@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 from rayalign.data.schema import PairwiseItem
+from rayalign.humans.guidelines import BETTER_MEANS, GUIDELINES
 from rayalign.runs import atomic_write_text
 
 PAIRWISE_CONTROL = "preference"
@@ -31,7 +32,7 @@ VERDICT_CONTROL = "verdict"
 COMMENT_CONTROL = "comment"
 
 LABEL_STUDIO_CONFIG = """<View>
-  <Header value="Which response is better? Click the better one (A left, B right)."/>
+  <Header value="Which response is better? {better} Click the better one (A left, B right)."/>
   <Text name="prompt" value="$prompt"/>
   <Pairwise name="preference" toName="response_a,response_b"/>
   <View style="display: flex; gap: 1em;">
@@ -51,7 +52,7 @@ LABEL_STUDIO_CONFIG = """<View>
   </Choices>
   <TextArea name="comment" toName="prompt" placeholder="Optional comment" maxSubmissions="1"/>
 </View>
-"""
+""".replace("{better}", BETTER_MEANS.replace("'", "&apos;"))
 
 
 def label_studio_config_path(tasks_path: str | Path) -> Path:
@@ -74,28 +75,32 @@ def _load_json(path: str | Path) -> Any:
 def export_label_studio(items: Iterable[PairwiseItem], ai_labels: Mapping[str, str] | None,
                         path: str | Path, rationales: Mapping[str, str] | None = None,
                         batch_id: str | None = None,
-                        include_predictions: bool = False) -> tuple[Path, Path]:
+                        with_ai: bool = False) -> tuple[Path, Path]:
     """Write Label Studio tasks JSON at ``path`` and the labelling config XML beside it.
 
-    The AI label is kept in ``data`` (not shown by the config) so a round trip keeps it;
-    ``include_predictions`` also pre-selects it as a prediction, which anchors annotators
-    and is off by default.
+    The AI label and rationale stay out of the tasks unless ``with_ai``: Label Studio's
+    Data Manager shows every ``data`` key as a column by default, so keeping them in
+    ``data`` would anchor annotators exactly as a pre-filled answer does. ``with_ai``
+    writes them to ``data`` and pre-selects the AI label as a prediction. (The queue keeps
+    the AI labels; the import never needs them.)
     """
     ai_labels = ai_labels or {}
     rationales = rationales or {}
     tasks = []
     for it in items:
-        data = {"item_id": it.id, "prompt": it.prompt, "response_a": it.response_a,
-                "response_b": it.response_b, "ai_label": ai_labels.get(it.id),
-                "ai_rationale": rationales.get(it.id)}
+        data: dict[str, Any] = {"item_id": it.id, "prompt": it.prompt,
+                                "response_a": it.response_a, "response_b": it.response_b}
         if batch_id:
             data["batch_id"] = batch_id
         task: dict[str, Any] = {"data": data}
         ai = ai_labels.get(it.id)
-        if include_predictions and ai in ("A", "B"):
-            task["predictions"] = [{"model_version": "ai-judge", "result": [{
-                "from_name": PAIRWISE_CONTROL, "to_name": "response_a,response_b",
-                "type": "pairwise", "value": {"selected": "left" if ai == "A" else "right"}}]}]
+        if with_ai:
+            data["ai_label"] = ai
+            data["ai_rationale"] = rationales.get(it.id)
+            if ai in ("A", "B"):
+                task["predictions"] = [{"model_version": "ai-judge", "result": [{
+                    "from_name": PAIRWISE_CONTROL, "to_name": "response_a,response_b",
+                    "type": "pairwise", "value": {"selected": "left" if ai == "A" else "right"}}]}]
         tasks.append(task)
     out = Path(path)
     atomic_write_text(out, json.dumps(tasks, ensure_ascii=False, indent=2) + "\n")
@@ -104,20 +109,45 @@ def export_label_studio(items: Iterable[PairwiseItem], ai_labels: Mapping[str, s
     return out, cfg
 
 
+def _ls_created_username(value: Any) -> str | None:
+    """The readable part of Label Studio's ``created_username`` ("First Last email, id")."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    head = value.rsplit(",", 1)[0].strip()  # drop the trailing ", <id>"
+    email = next((w for w in head.split() if "@" in w), None)
+    return email or head or None
+
+
 def _ls_annotator(ann: Mapping[str, Any]) -> str:
+    """A readable annotator id for a Label Studio annotation.
+
+    Older exports nest the user (``completed_by: {id, email, ...}``); Label Studio 1.23
+    exports only the integer id there, with the name and e-mail in ``created_username``
+    (``" user@x.org, 7"``). Prefer the e-mail, then the name, then ``user-<id>``.
+    """
     who = ann.get("completed_by")
     if isinstance(who, Mapping):
-        who = who.get("email") or who.get("id")
-    return f"label-studio:{who}" if who is not None else "label-studio"
+        name = who.get("email") or " ".join(
+            str(who.get(k) or "") for k in ("first_name", "last_name")).strip() or None
+        if name:
+            return f"label-studio:{name}"
+        who = who.get("id")
+    name = _ls_created_username(ann.get("created_username"))
+    if name:
+        return f"label-studio:{name}"
+    if isinstance(who, bool) or who is None or who == "":
+        return "label-studio"
+    return f"label-studio:user-{who}" if isinstance(who, int) else f"label-studio:{who}"
 
 
-def import_label_studio(path: str | Path) -> list[dict[str, Any]]:
-    """Rows ``{id, label, annotator, comment, seconds}`` from a Label Studio JSON export.
+def import_label_studio(path: str | Path, doc: Any = None) -> list[dict[str, Any]]:
+    """Rows ``{id, label, annotator, comment, seconds, batch_id}`` from a Label Studio export.
 
     One row per (task, annotation); cancelled annotations count as skips; a task with no
-    annotation gives no row (it stays pending in the queue).
+    annotation gives no row (it stays pending in the queue). ``batch_id`` is the task's
+    ``data.batch_id`` (written by our export) or None. ``doc`` is the already-parsed file.
     """
-    tasks = _load_json(path)
+    tasks = _load_json(path) if doc is None else doc
     if not isinstance(tasks, list):
         raise ValueError(f"{path}: a Label Studio JSON export is a list of tasks")
     rows = []
@@ -147,9 +177,11 @@ def import_label_studio(path: str | Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}: task {ti} (item {data['item_id']!r}) annotation {ai} "
                                  "has neither a pairwise choice nor Tie/Skip")
             secs = ann.get("lead_time")
+            batch = data.get("batch_id")
             rows.append({"id": data["item_id"], "label": label, "annotator": _ls_annotator(ann),
                          "comment": comment or None,
-                         "seconds": float(secs) if isinstance(secs, (int, float)) else None})
+                         "seconds": float(secs) if isinstance(secs, (int, float)) else None,
+                         "batch_id": str(batch) if batch else None})
     return rows
 
 
@@ -177,8 +209,7 @@ def _argilla_settings(question: str) -> dict[str, Any]:
     else:
         raise ValueError(f"argilla question must be 'label' or 'ranking', got {question!r}")
     return {
-        "guidelines": ("Read the prompt, then the two responses. Choose the response that is "
-                       "more helpful and harmless. Discard the record to skip it."),
+        "guidelines": f"{GUIDELINES} Discard the record to skip it.",
         "fields": [text_field("prompt", "Prompt"), text_field("response_a", "Response A"),
                    text_field("response_b", "Response B")],
         "questions": [q, {"name": COMMENT_CONTROL, "title": "Comment (optional)",
@@ -249,13 +280,14 @@ def _argilla_value_to_label(value: Any) -> str | None:
     return None
 
 
-def import_argilla(path: str | Path) -> list[dict[str, Any]]:
-    """Rows ``{id, label, annotator, comment, seconds}`` from an Argilla records export.
+def import_argilla(path: str | Path, doc: Any = None) -> list[dict[str, Any]]:
+    """Rows ``{id, label, annotator, comment, seconds, batch_id}`` from an Argilla export.
 
     Submitted responses count; ``discarded`` ones are skips; drafts are ignored (the
-    person has not finished). Records without responses give no row.
+    person has not finished). Records without responses give no row. ``batch_id`` is the
+    record's ``metadata.batch_id`` (written by our export) or None.
     """
-    doc = _load_json(path)
+    doc = _load_json(path) if doc is None else doc
     records = doc.get("records") if isinstance(doc, Mapping) else doc
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a list of Argilla records or an object with "
@@ -279,6 +311,61 @@ def import_argilla(path: str | Path) -> list[dict[str, Any]]:
             if label is None:
                 raise ValueError(f"{path}: record {ri} (id {rid!r}) has an unreadable "
                                  f"'{PAIRWISE_CONTROL}' response {r.get('value')!r}")
+            batch = (rec.get("metadata") or {}).get("batch_id")
             rows.append({"id": rid, "label": label, "annotator": f"argilla:{user}",
-                         "comment": comments.get(user) or None, "seconds": None})
+                         "comment": comments.get(user) or None, "seconds": None,
+                         "batch_id": str(batch) if batch else None})
     return rows
+
+
+# -- either ----------------------------------------------------------------------------------
+FORMAT_NAMES = {"label-studio": "a Label Studio JSON export (a list of tasks with 'data')",
+                "argilla": "an Argilla export (records with 'fields'/'responses')"}
+
+
+def detect_format(doc: Any) -> str | None:
+    """``"label-studio"``, ``"argilla"`` or None for a parsed export file.
+
+    Label Studio exports a list of tasks, each with ``data``; Argilla an object with
+    ``records`` (our export) or a list of records with ``fields``/``responses``/``id``.
+    """
+    if isinstance(doc, Mapping):
+        if isinstance(doc.get("records"), list) or str(doc.get("format", "")).startswith("argilla"):
+            return "argilla"
+        return None
+    if not isinstance(doc, list) or not doc:
+        return None
+    if not all(isinstance(x, Mapping) for x in doc):
+        return None
+    if all("data" in x for x in doc):
+        return "label-studio"
+    if all(("fields" in x or "responses" in x) and "data" not in x for x in doc):
+        return "argilla"
+    return None
+
+
+def read_answers(path: str | Path, fmt: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """``(format, rows)`` from a Label Studio or Argilla export, the format detected.
+
+    ``fmt`` (from ``--format``) must match the file, so a Label Studio file read "as
+    Argilla" is refused instead of silently giving nothing. A file with no recognised
+    answer at all is an error: importing it would look like success and change nothing.
+    """
+    doc = _load_json(path)
+    found = detect_format(doc)
+    if found is None:
+        n = len(doc) if isinstance(doc, (list, Mapping)) else 0
+        raise ValueError(f"{path}: not a Label Studio or Argilla export ({type(doc).__name__} "
+                         f"of {n} entries); expected {FORMAT_NAMES['label-studio']} or "
+                         f"{FORMAT_NAMES['argilla']}")
+    if fmt and fmt != found:
+        raise ValueError(f"{path} is {FORMAT_NAMES[found]}, not {fmt}: use --format {found} "
+                         "(or leave --format out: it is detected)")
+    reader = import_label_studio if found == "label-studio" else import_argilla
+    rows = reader(path, doc)
+    if not rows:
+        what = "tasks" if found == "label-studio" else "records"
+        n = len(doc.get("records", [])) if isinstance(doc, Mapping) else len(doc)
+        raise ValueError(f"{path}: no answers found ({n} {what}, none with a submitted "
+                         "annotation); export again after people have answered")
+    return found, rows

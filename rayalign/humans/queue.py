@@ -130,9 +130,46 @@ class AnnotationQueue:
             d["rationale"] = r["rationale"]
         return d
 
+    def _unknown_batch(self, con: sqlite3.Connection, batch_id: str) -> UnknownBatchError:
+        known = [r[0] for r in con.execute("SELECT batch_id FROM batches ORDER BY created_at, batch_id")]
+        have = ", ".join(known) if known else "none yet"
+        return UnknownBatchError(f"unknown annotation batch {batch_id!r} in {self.db_path} "
+                                 f"(batches: {have})")
+
     def _check_batch(self, con: sqlite3.Connection, batch_id: str) -> None:
         if con.execute("SELECT 1 FROM batches WHERE batch_id=?", (batch_id,)).fetchone() is None:
-            raise UnknownBatchError(f"unknown annotation batch {batch_id!r} in {self.db_path}")
+            raise self._unknown_batch(con, batch_id)
+
+    def resolve_batch(self, batch_id: str) -> str:
+        """The queue's id for ``batch_id``, accepting the run folder's spelling too.
+
+        The RLTHF driver names human batches ``iter00`` while the run directory holds
+        ``iterations/iter_00``; people type either. Exact ids win; otherwise ids equal up
+        to case, ``_`` and ``-`` match when exactly one does. An unknown id raises
+        ``UnknownBatchError`` listing the batches there are.
+        """
+        def norm(b: str) -> str:
+            return b.lower().replace("_", "").replace("-", "")
+
+        with self._tx(write=False) as con:
+            known = [r[0] for r in con.execute(
+                "SELECT batch_id FROM batches ORDER BY created_at, batch_id")]
+            if batch_id in known:
+                return batch_id
+            close = [b for b in known if norm(b) == norm(batch_id)]
+            if len(close) == 1:
+                return close[0]
+            raise self._unknown_batch(con, batch_id)
+
+    def batches_of(self, item_ids: list[str]) -> dict[str, list[str]]:
+        """Item id -> the batches that hold it (an import row without a batch id is placed
+        by this when the answer is unambiguous)."""
+        out: dict[str, list[str]] = {i: [] for i in item_ids}
+        with self._tx(write=False) as con:
+            for r in con.execute("SELECT item_id, batch_id FROM items ORDER BY created_at, batch_id"):
+                if r[0] in out:
+                    out[r[0]].append(r[1])
+        return out
 
     # -- writing -------------------------------------------------------------------------
     def enqueue(self, batch_id: str, items: list[PairwiseItem],
@@ -199,10 +236,47 @@ class AnnotationQueue:
                     (r["batch_id"], r["item_id"], annotator, now, now + self.claim_timeout_s))
         return [self._item_row(r, with_ai=False) for r in rows]
 
-    def release(self, annotator: str) -> int:
-        """Drop every live claim of ``annotator`` (e.g. when they log out)."""
+    def release(self, annotator: str, item_id: str | None = None,
+                batch_id: str | None = None) -> int:
+        """Drop ``annotator``'s live claims: all of them, or just one item's.
+
+        The page calls this when its tab closes and when the person at it changes name,
+        so the item goes straight back to the pool instead of waiting ``claim_timeout_s``.
+        Only the claimer's own claim is dropped (a stale page cannot free someone else's).
+        """
+        sql, args = "DELETE FROM claims WHERE annotator=?", [annotator]
+        if item_id is not None:
+            sql += " AND item_id=?"
+            args.append(item_id)
+        if batch_id is not None:
+            sql += " AND batch_id=?"
+            args.append(batch_id)
         with self._tx() as con:
-            return con.execute("DELETE FROM claims WHERE annotator=?", (annotator,)).rowcount
+            return con.execute(sql, args).rowcount
+
+    def undo(self, item_id: str, batch_id: str, annotator: str) -> dict[str, Any]:
+        """Withdraw ``annotator``'s answer to an item and hand the item back to them.
+
+        For a slip of the finger: the answer is deleted (the item is pending again unless
+        someone else answered it too) and the item is claimed for the same person, so
+        the page can show it again. Returns the item without its AI label.
+        """
+        now = time.time()
+        with self._tx() as con:
+            row = con.execute("SELECT * FROM items WHERE batch_id=? AND item_id=?",
+                              (batch_id, item_id)).fetchone()
+            if row is None:
+                raise UnknownBatchError(f"item {item_id!r} is not in annotation batch {batch_id!r}")
+            gone = con.execute("DELETE FROM answers WHERE batch_id=? AND item_id=? AND annotator=?",
+                               (batch_id, item_id, annotator)).rowcount
+            if not gone:
+                raise UnknownBatchError(f"{annotator!r} has no answer to item {item_id!r} in "
+                                        f"batch {batch_id!r} to undo")
+            con.execute(
+                "INSERT OR REPLACE INTO claims(batch_id, item_id, annotator, claimed_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?)",
+                (batch_id, item_id, annotator, now, now + self.claim_timeout_s))
+        return self._item_row(row, with_ai=False)
 
     def submit(self, item_id: str, batch_id: str, label: str, annotator: str,
                comment: str | None = None, seconds: float | None = None,
@@ -250,6 +324,9 @@ class AnnotationQueue:
             rid, lab = r.get("id"), r.get("label")
             if rid not in known:
                 raise ValueError(f"import row {i}: id {rid!r} is not in batch {batch_id!r}")
+            if r.get("batch_id") and r["batch_id"] != batch_id:
+                raise ValueError(f"import row {i} (id {rid!r}) belongs to batch "
+                                 f"{r['batch_id']!r}, not {batch_id!r}")
             if lab not in ANSWERS:
                 raise ValueError(f"import row {i} (id {rid!r}): label {lab!r} must be one of "
                                  f"{ANSWERS}")

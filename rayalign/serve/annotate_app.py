@@ -5,9 +5,15 @@ responses side by side and, only *after* the person answers (or on the reviewer 
 AI label and rationale, so the human label stays independent of the AI's. Answers go
 straight into the run's ``AnnotationQueue`` (sqlite), which the RLTHF driver polls.
 
-Security: every route (page, API, and any unknown path) needs the token, compared in
-constant time; the page takes it once from ``?token=`` and then sends it as a bearer
-header from ``sessionStorage``; the server binds 127.0.0.1 unless told otherwise. All text
+Security: every route (page, API, API docs, and any unknown path) needs the token, compared
+in constant time; the page takes it once from ``?token=`` and then sends it as a bearer
+header from ``sessionStorage``; the server binds 127.0.0.1 unless told otherwise. The one
+exception to the header is ``POST /api/release``, sent by ``navigator.sendBeacon`` when the
+tab closes (a beacon cannot carry headers): it carries the token in its JSON body, checked
+the same way.
+
+The JSON API is documented in ``static/annotate_api.md``, served at ``/api-docs``; the
+OpenAPI schema is at ``/openapi.json`` (both behind the token). All text
 reaches the DOM through ``textContent`` (HH-RLHF holds HTML-like and offensive text), and a
 nonce-based Content-Security-Policy forbids any other script.
 """
@@ -15,6 +21,8 @@ nonce-based Content-Security-Policy forbids any other script.
 from __future__ import annotations
 
 import hmac
+import html
+import json
 import logging
 import os
 import secrets
@@ -22,16 +30,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from ray import serve
 
+from rayalign.humans.guidelines import GUIDELINES
 from rayalign.humans.queue import ANSWERS, AnnotationQueue
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "RAYALIGN_ANNOTATE_TOKEN"
 APP_NAME = "annotate"
-PAGE_PATHS = ("/", "/review")
+PAGE_PATHS = ("/", "/review", "/api-docs")
+BEACON_PATH = "/api/release"
 
 
 class Submit(BaseModel):
@@ -43,6 +55,23 @@ class Submit(BaseModel):
     annotator: str = Field(min_length=1, max_length=100)
     comment: str | None = Field(default=None, max_length=5000)
     seconds: float | None = Field(default=None, ge=0)
+
+
+class Undo(BaseModel):
+    """Withdraw one's own answer to an item (the page's Undo button)."""
+
+    batch_id: str = Field(min_length=1)
+    item_id: str = Field(min_length=1)
+    annotator: str = Field(min_length=1, max_length=100)
+
+
+class Release(BaseModel):
+    """Give back a claim: the whole of ``annotator``'s, or one item's."""
+
+    annotator: str = Field(min_length=1, max_length=100)
+    batch_id: str | None = None
+    item_id: str | None = None
+    token: str | None = Field(default=None, max_length=500)
 
 
 def resolve_token(token: str | None) -> tuple[str, bool]:
@@ -65,9 +94,10 @@ def _static(name: str) -> str:
 
 def render_page(nonce: str) -> str:
     """The page with its CSS and JS inlined (one request; the token guards it too)."""
-    html = _static("annotate.html")
-    return (html.replace("{{CSS}}", _static("annotate.css"))
+    page = _static("annotate.html")
+    return (page.replace("{{CSS}}", _static("annotate.css"))
                 .replace("{{JS}}", _static("annotate.js"))
+                .replace("{{GUIDELINES}}", html.escape(GUIDELINES))
                 .replace("{{NONCE}}", nonce))
 
 
@@ -85,15 +115,17 @@ def _request_token(request: Any, allow_query: bool) -> str:
 
 def build_app(db_path: str | Path, token: str, title: str = "rayalign annotation"):
     """The FastAPI app (used by the Serve deployment, and directly by unit tests)."""
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
-
     if not token:
         raise ValueError("an annotation token is required")
     queue = AnnotationQueue(db_path)
-    # No /docs or /openapi.json: they would be routes outside the token check's purpose.
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    # No Swagger UI (/docs loads its JS from a CDN and fetches /openapi.json without the
+    # header); the API is documented at /api-docs and /openapi.json, behind the token.
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  description="JSON API of the rayalign annotation page; see /api-docs.")
     expected = token.encode("utf-8")
+
+    def token_ok(got: str | None) -> bool:
+        return hmac.compare_digest((got or "").encode("utf-8"), expected)
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
@@ -102,7 +134,8 @@ def build_app(db_path: str | Path, token: str, title: str = "rayalign annotation
         if root and path.startswith(root):
             path = path[len(root):] or "/"
         got = _request_token(request, allow_query=path in PAGE_PATHS)
-        if not hmac.compare_digest(got.encode("utf-8"), expected):
+        beacon = path == BEACON_PATH and request.method == "POST" and not got
+        if not beacon and not token_ok(got):  # a beacon's token is checked by its route
             return JSONResponse({"error": "missing or wrong annotation token"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         response = await call_next(request)
@@ -111,6 +144,15 @@ def build_app(db_path: str | Path, token: str, title: str = "rayalign annotation
         response.headers["Referrer-Policy"] = "no-referrer"  # the page URL may hold the token
         response.headers["X-Frame-Options"] = "DENY"
         return response
+
+    def resolve(batch: str | None) -> str | None:
+        """``?batch=`` in either spelling (iter00 / iter_00); 404 listing the batches."""
+        if not batch:
+            return None
+        try:
+            return queue.resolve_batch(batch)
+        except KeyError as err:
+            raise HTTPException(404, str(err.args[0])) from None
 
     def overall() -> dict[str, Any]:
         batches = queue.status()
@@ -124,17 +166,18 @@ def build_app(db_path: str | Path, token: str, title: str = "rayalign annotation
                "frame-ancestors 'none'")
         return HTMLResponse(render_page(nonce), headers={"Content-Security-Policy": csp})
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return page()
 
-    @app.get("/review", response_class=HTMLResponse)
+    @app.get("/review", response_class=HTMLResponse, include_in_schema=False)
     def review_page() -> HTMLResponse:
         return page()
 
     @app.get("/api/next")
     def next_item(annotator: str, batch: str | None = None) -> dict[str, Any]:
-        items = queue.claim(annotator, 1, batch_id=batch or None)
+        batch = resolve(batch)
+        items = queue.claim(annotator, 1, batch_id=batch)
         return {"item": items[0] if items else None, "status": overall()}
 
     @app.post("/api/submit")
@@ -152,12 +195,40 @@ def build_app(db_path: str | Path, token: str, title: str = "rayalign annotation
                 "label": body.label, "ai_label": item["ai_label"],
                 "rationale": item["rationale"], "agree_with_ai": agree, "status": overall()}
 
+    @app.post("/api/undo")
+    def undo(body: Undo) -> dict[str, Any]:
+        try:
+            item = queue.undo(body.item_id, body.batch_id, body.annotator)
+        except KeyError as err:
+            raise HTTPException(404, str(err.args[0])) from None
+        return {"item": item, "status": overall()}
+
+    @app.post(BEACON_PATH, openapi_extra={"requestBody": {"required": True, "content": {
+        "text/plain": {"schema": Release.model_json_schema()},
+        "application/json": {"schema": Release.model_json_schema()}}}})
+    async def release(request: Request) -> dict[str, Any]:
+        # Parsed by hand: a beacon sends text/plain (no CORS preflight, no headers).
+        try:
+            body = Release.model_validate(json.loads(await request.body() or b"{}"))
+        except ValueError as err:
+            raise HTTPException(422, f"release body: {err}") from None
+        header = _request_token(request, allow_query=False)
+        if not token_ok(header or body.token):
+            raise HTTPException(401, "missing or wrong annotation token")
+        n = queue.release(body.annotator, item_id=body.item_id, batch_id=body.batch_id)
+        return {"released": n}
+
     @app.get("/api/status")
     def status() -> dict[str, Any]:
         return overall()
 
+    @app.get("/api-docs", include_in_schema=False)
+    def api_docs() -> Response:
+        return Response(_static("annotate_api.md"), media_type="text/markdown; charset=utf-8")
+
     @app.get("/api/review")
     def review(batch: str | None = None) -> dict[str, Any]:
+        batch = resolve(batch)
         batch_ids = [batch] if batch else queue.batches()
         rows = []
         for b in batch_ids:

@@ -16,18 +16,60 @@
   const BASE = location.pathname.replace(/\/review\/?$/, "").replace(/\/$/, "");
   const BATCH = params.get("batch") || "";
 
+  // Who is answering. No default name: answers are recorded under it, and a shared
+  // placeholder would mix people up (and strand claims under a name nobody uses).
   const annotatorBox = $("annotator");
-  annotatorBox.value = params.get("annotator") || localStorage.getItem("rayalign-annotator") || "annotator";
-  annotatorBox.addEventListener("change", () => {
-    annotatorBox.value = annotatorBox.value.trim() || "annotator";
-    localStorage.setItem("rayalign-annotator", annotatorBox.value);
-    loadNext();
-  });
+  let annotator = (params.get("annotator") || localStorage.getItem("rayalign-annotator") || "").trim();
+  annotatorBox.value = annotator;
 
-  let current = null;   // the item on screen
+  let current = null;   // the item on screen (claimed by `annotator`)
+  let last = null;      // the last answered item, for Undo: {item, label}
   let shownAt = 0;      // when it was shown (for seconds taken)
   let busy = false;
   let pollTimer = null;
+  let batchOnScreen = BATCH;  // the batch the progress counter follows
+
+  function askForName() {
+    $("card").hidden = true;
+    annotatorBox.classList.add("needs-name");
+    showMessage("Who is annotating? Type your name (or initials) in the Annotator box at the top and press Enter. "
+      + "Your answers are recorded under it.");
+    annotatorBox.focus();
+  }
+
+  // Give back the claim on the item on screen (tab closing, or a new name at this browser).
+  function releaseClaim(who, item, viaBeacon) {
+    if (!who || !item) return;
+    const body = { annotator: who, batch_id: item.batch_id, item_id: item.id };
+    if (viaBeacon && navigator.sendBeacon) {
+      // A beacon cannot carry headers: the token rides in the body (text/plain, no preflight).
+      body.token = TOKEN;
+      navigator.sendBeacon(BASE + "/api/release", new Blob([JSON.stringify(body)], { type: "text/plain" }));
+    } else {
+      api("/api/release", { method: "POST", body: JSON.stringify(body), keepalive: true }).catch(() => {});
+    }
+  }
+
+  annotatorBox.addEventListener("change", () => {
+    const name = annotatorBox.value.trim();
+    annotatorBox.value = name;
+    if (name === annotator) return;
+    if (current) releaseClaim(annotator, current, false);
+    current = null;
+    last = null;
+    $("reveal").hidden = true;
+    annotator = name;
+    if (!name) { localStorage.removeItem("rayalign-annotator"); askForName(); return; }
+    annotatorBox.classList.remove("needs-name");
+    localStorage.setItem("rayalign-annotator", name);
+    loadNext();
+  });
+
+  window.addEventListener("pagehide", () => { if (current) releaseClaim(annotator, current, true); });
+  window.addEventListener("pageshow", (ev) => {
+    // Back from the back/forward cache: the claim was given back on pagehide, take one again.
+    if (ev.persisted && annotator && TOKEN) { current = null; loadNext(); }
+  });
 
   async function api(path, opts) {
     const o = Object.assign({ headers: {} }, opts || {});
@@ -76,19 +118,57 @@
   }
 
   function renderProgress(status) {
+    // Progress of the batch on screen (the one being worked on), not of the whole queue.
     if (!status) return;
-    const total = status.total || 0, done = status.answered || 0;
+    const batches = status.batches || [];
+    let b = batches.find((x) => x.batch_id === batchOnScreen);
+    if (!b) b = batches.find((x) => !x.complete) || batches[batches.length - 1];
+    const total = b ? b.total : 0, done = b ? b.answered : 0;
+    setText("progress-batch", b ? "batch " + b.batch_id + ":" : "");
     setText("progress-text", done + " / " + total + " answered");
     $("progress-fill").style.width = (total ? (100 * done / total) : 0) + "%";
   }
 
+  // Open a long transcript at its last Human turn: the question the two responses answer.
+  function showLastHumanTurn() {
+    const box = $("prompt");
+    const turns = box.querySelectorAll(".turn.human");
+    const lastHuman = turns.length ? turns[turns.length - 1] : null;
+    box.scrollTop = 0;
+    $("card").scrollIntoView({ block: "start" });
+    $("prompt-note").hidden = box.scrollHeight <= box.clientHeight + 2;  // only when it scrolls
+    if (!lastHuman) return;
+    lastHuman.classList.add("last-human");
+    box.scrollTop = Math.max(0, lastHuman.offsetTop - box.offsetTop - 8);
+  }
+
+  function showItem(item) {
+    current = item;
+    batchOnScreen = item.batch_id;
+    $("message").hidden = true;
+    $("card").hidden = false;
+    setText("item-batch", item.batch_id);
+    setText("item-id", item.id);
+    renderDialogue($("prompt"), item.prompt);
+    setText("response-a", item.response_a);
+    setText("response-b", item.response_b);
+    $("comment").value = "";
+    $("col-a").classList.remove("picked");
+    $("col-b").classList.remove("picked");
+    $("card").dataset.itemId = item.id;
+    showLastHumanTurn();
+    shownAt = performance.now();
+  }
+
   async function loadNext() {
+    if (!annotator) { askForName(); return; }
     if (busy) return;
     busy = true;
     try {
-      let q = "/api/next?annotator=" + encodeURIComponent(annotatorBox.value);
+      let q = "/api/next?annotator=" + encodeURIComponent(annotator);
       if (BATCH) q += "&batch=" + encodeURIComponent(BATCH);
       const res = await api(q);
+      if (res.item) batchOnScreen = res.item.batch_id;
       renderProgress(res.status);
       current = res.item;
       if (!current) {
@@ -107,18 +187,7 @@
         pollTimer = setTimeout(() => { if (!$("view-annotate").hidden && !current) loadNext(); }, 10000);
         return;
       }
-      $("message").hidden = true;
-      $("card").hidden = false;
-      setText("item-batch", current.batch_id);
-      setText("item-id", current.id);
-      renderDialogue($("prompt"), current.prompt);
-      setText("response-a", current.response_a);
-      setText("response-b", current.response_b);
-      $("comment").value = "";
-      $("col-a").classList.remove("picked");
-      $("col-b").classList.remove("picked");
-      $("card").dataset.itemId = current.id;
-      shownAt = performance.now();
+      showItem(current);
     } catch (e) {
       showMessage(e.message, true);
     } finally {
@@ -127,7 +196,7 @@
   }
 
   async function answer(label) {
-    if (!current || busy) return;
+    if (!current || busy || !annotator) return;
     busy = true;
     const item = current;
     if (label === "A") $("col-a").classList.add("picked");
@@ -137,7 +206,7 @@
         method: "POST",
         body: JSON.stringify({
           batch_id: item.batch_id, item_id: item.id, label: label,
-          annotator: annotatorBox.value, comment: $("comment").value || null,
+          annotator: annotator, comment: $("comment").value || null,
           seconds: Math.round((performance.now() - shownAt) / 100) / 10,
         }),
       });
@@ -150,6 +219,7 @@
       else { badge.textContent = "n/a"; badge.className = "badge"; }
       setText("rv-rationale", res.rationale ? "AI rationale: " + res.rationale : "");
       $("reveal").hidden = false;
+      last = { item: item, label: label };
     } catch (e) {
       showMessage(e.message, true);
       busy = false;
@@ -159,6 +229,30 @@
     await loadNext();
   }
 
+  // Undo the last answer: it is withdrawn and its item comes back on screen (claimed again
+  // for this annotator); the item that was showing stays claimed and comes next.
+  async function undo() {
+    if (!last || busy || !annotator) return;
+    busy = true;
+    const prev = last;
+    try {
+      const res = await api("/api/undo", {
+        method: "POST",
+        body: JSON.stringify({ batch_id: prev.item.batch_id, item_id: prev.item.id, annotator: annotator }),
+      });
+      last = null;
+      $("reveal").hidden = true;
+      batchOnScreen = res.item.batch_id;
+      renderProgress(res.status);
+      showItem(res.item);
+    } catch (e) {
+      showMessage(e.message, true);
+    } finally {
+      busy = false;
+    }
+  }
+
+  $("btn-undo").addEventListener("click", () => undo());
   $("btn-a").addEventListener("click", () => answer("A"));
   $("btn-b").addEventListener("click", () => answer("B"));
   $("btn-tie").addEventListener("click", () => answer("tie"));
@@ -174,6 +268,7 @@
     const k = ev.key.toLowerCase();
     const map = { a: "A", b: "B", t: "tie", s: "skip" };
     if (map[k]) { ev.preventDefault(); answer(map[k]); }
+    else if (k === "u") { ev.preventDefault(); undo(); }
   });
 
   // -- reviewer view ------------------------------------------------------------------
@@ -221,16 +316,27 @@
     }
   }
 
+  async function loadApiDocs() {
+    try {
+      const r = await fetch(BASE + "/api-docs", { headers: { Authorization: "Bearer " + TOKEN } });
+      setText("api-text", r.ok ? await r.text() : "Server error " + r.status);
+    } catch (e) {
+      setText("api-text", e.message);
+    }
+  }
+
   function show(view) {
-    const review = view === "review";
-    $("view-annotate").hidden = review;
-    $("view-review").hidden = !review;
-    $("tab-annotate").classList.toggle("active", !review);
-    $("tab-review").classList.toggle("active", review);
-    if (review) loadReview(); else if (!current) loadNext();
+    for (const v of ["annotate", "review", "api"]) {
+      $("view-" + v).hidden = v !== view;
+      $("tab-" + v).classList.toggle("active", v === view);
+    }
+    if (view === "review") loadReview();
+    else if (view === "api") loadApiDocs();
+    else if (!current) loadNext();
   }
   $("tab-annotate").addEventListener("click", () => show("annotate"));
   $("tab-review").addEventListener("click", () => show("review"));
+  $("tab-api").addEventListener("click", () => show("api"));
 
   if (!TOKEN) {
     showMessage("No access token: open the link printed by `rayalign annotate serve` (it carries ?token=...).", true);
