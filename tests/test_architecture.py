@@ -14,8 +14,8 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Modules allowed past ~400 lines, each with the reason in its own docstring.
-LONG_MODULES_OK: set[str] = set()
+#: A module past this many lines says why in its docstring, on a line starting "Long because".
+MAX_LINES = 400
 
 
 def _cycles(graph) -> list[list[str]]:
@@ -88,6 +88,13 @@ def test_layers_contract_holds():
 
 
 def test_no_module_over_400_lines_without_a_reason():
-    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "rayalign").rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > 400}
-    assert set(long) <= LONG_MODULES_OK, long
+    import ast
+
+    unexplained = {}
+    for p in (ROOT / "rayalign").rglob("*.py"):
+        text = p.read_text()
+        n = len(text.splitlines())
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if n > MAX_LINES and not any(line.startswith("Long because") for line in doc.splitlines()):
+            unexplained[str(p.relative_to(ROOT))] = n
+    assert unexplained == {}, unexplained

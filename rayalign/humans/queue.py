@@ -13,6 +13,9 @@ Guarantees:
   double click or a re-import never double-counts.
 * An item is *final* once it has at least one answer (A/B/tie/skip). Its label is the
   majority of the A/B answers; an even A/B split counts as a tie (no label).
+
+Long because: one class owns every transaction on the queue file (claim, release, undo,
+submit, import, status); split across modules, the invariants above would be too.
 """
 
 from __future__ import annotations
