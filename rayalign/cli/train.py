@@ -28,45 +28,36 @@ def _load_sft_examples(path: str, limit: int | None) -> list[dict]:
     return out
 
 
-def cmd_sft(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, job: str) -> int:
+    """Shared body of ``sft`` and ``dpo``: config -> run directory -> data -> model."""
     from rayalign.config import load_config
-    from rayalign.policy.sft import run_sft
-    from rayalign.training.config import SFTJobConfig
     from rayalign.runs import RunDir
+    from rayalign.training.config import DPOJobConfig, SFTJobConfig
 
-    cfg = load_config(SFTJobConfig, args.config, args.overrides)
+    cfg = load_config(SFTJobConfig if job == "sft" else DPOJobConfig, args.config, args.overrides)
     run_dir = args.run_dir or cfg.run_dir
-    run = RunDir.create_or_open(run_dir, job="sft", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
-    examples = _load_sft_examples(resolve_config_path(cfg.data.path, args.config), cfg.data.limit)
-    model = run_sft(examples, resolve_config_path(cfg.model, args.config), run.path, cfg.train,
-                    ray_cfg=cfg.ray)
-    run.mark_done("sft", model_dir=str(model), examples=len(examples))
-    run.finish(model_dir=str(model))
-    print(json.dumps({"model_dir": str(model)}))
-    return 0
+    run = RunDir.create_or_open(run_dir, job=job, config=cfg, resume=check_run_mode(args.run_mode, run_dir))
+    data = resolve_config_path(cfg.data.path, args.config)
+    model_spec = resolve_config_path(cfg.model, args.config)
+    if job == "sft":
+        from rayalign.policy.sft import run_sft
 
+        rows = _load_sft_examples(data, cfg.data.limit)
+        model = run_sft(rows, model_spec, run.path, cfg.train, ray_cfg=cfg.ray)
+    else:
+        from rayalign.policy.dpo import run_dpo
 
-def cmd_dpo(args: argparse.Namespace) -> int:
-    from rayalign.config import load_config
-    from rayalign.policy.dpo import run_dpo
-    from rayalign.training.config import DPOJobConfig
-    from rayalign.runs import RunDir
-
-    cfg = load_config(DPOJobConfig, args.config, args.overrides)
-    run_dir = args.run_dir or cfg.run_dir
-    run = RunDir.create_or_open(run_dir, job="dpo", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
-    pairs = load_pairs(resolve_config_path(cfg.data.path, args.config), cfg.data.limit)
-    model = run_dpo(pairs, resolve_config_path(cfg.model, args.config), run.path, cfg.train,
-                    ray_cfg=cfg.ray)
-    run.mark_done("dpo", model_dir=str(model), pairs=len(pairs))
+        rows = load_pairs(data, cfg.data.limit)
+        model = run_dpo(rows, model_spec, run.path, cfg.train, ray_cfg=cfg.ray)
+    run.mark_done(job, model_dir=str(model), **{"examples" if job == "sft" else "pairs": len(rows)})
     run.finish(model_dir=str(model))
     print(json.dumps({"model_dir": str(model)}))
     return 0
 
 
 def add_sft(p: argparse.ArgumentParser) -> None:
-    p.set_defaults(func=cmd_sft)
+    p.set_defaults(func=lambda a: _train(a, "sft"))
 
 
 def add_dpo(p: argparse.ArgumentParser) -> None:
-    p.set_defaults(func=cmd_dpo)
+    p.set_defaults(func=lambda a: _train(a, "dpo"))
