@@ -32,11 +32,13 @@ class SentenceEncoder:
         self.precision = precision
         self._model: Any = None
         self._tokenizer: Any = None
+        self._fast: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_model"] = None  # ship the spec, not the weights
         state["_tokenizer"] = None
+        state["_fast"] = None
         return state
 
     def _resolved_path(self) -> str:
@@ -60,6 +62,40 @@ class SentenceEncoder:
             self._tokenizer = AutoTokenizer.from_pretrained(self._resolved_path(), local_files_only=True)
         return self._tokenizer
 
+    def _cutter(self) -> Any:
+        """A bare ``tokenizers.Tokenizer`` (no truncation, no padding) from tokenizer.json.
+
+        WHY: the driver only needs token offsets to cut prompts; ``tokenizers`` loads in
+        ~0.3 s where importing ``transformers`` took 2-25 s on a loaded 2-core machine.
+        ``None`` when the model has no tokenizer.json (then the HF tokenizer is used).
+        """
+        if self._fast is None:
+            path = Path(self._resolved_path()) / "tokenizer.json"
+            if not path.is_file():
+                return None
+            from tokenizers import Tokenizer
+
+            fast = Tokenizer.from_file(str(path))
+            fast.no_truncation()
+            fast.no_padding()
+            self._fast = fast
+        return self._fast
+
+    def _encode_plain(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int | None]]:
+        """(ids, character offsets, word ids) of ``text`` without special tokens."""
+        fast = self._cutter()
+        if fast is not None:
+            e = fast.encode(text, add_special_tokens=False)
+            return e.ids, e.offsets, e.word_ids
+        e = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return e["input_ids"], e["offset_mapping"], e.word_ids()
+
+    def _num_specials(self) -> int:
+        fast = self._cutter()
+        if fast is not None:
+            return len(fast.encode("", add_special_tokens=True).ids)
+        return int(self.tokenizer.num_special_tokens_to_add(pair=False))
+
     @property
     def token_limit(self) -> int:
         """Word-piece tokens the model reads, special tokens excluded."""
@@ -70,8 +106,7 @@ class SentenceEncoder:
         else:
             cfg = Path(self._resolved_path()) / "sentence_bert_config.json"
             seq = int(json.loads(cfg.read_text()).get("max_seq_length", 512)) if cfg.is_file() else 512
-        specials = self.tokenizer.num_special_tokens_to_add(pair=False)
-        return max(1, seq - specials)
+        return max(1, seq - self._num_specials())
 
     def keep_end(self, texts: Sequence[str]) -> list[str]:
         """Each text cut from the LEFT to what the model reads (its last ``token_limit`` tokens).
@@ -81,22 +116,19 @@ class SentenceEncoder:
         original string, so the result is plain text that the model then reads whole.
         """
         limit = self.token_limit
-        tok = self.tokenizer
         out = []
         for text in texts:
-            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-            n = len(enc["input_ids"])
+            ids, offsets, words = self._encode_plain(text)
+            n = len(ids)
             if n <= limit:
                 out.append(text)
                 continue
-            offsets = enc["offset_mapping"]
-            words = enc.word_ids() if hasattr(enc, "word_ids") else None
             start = n - limit
             # Move right to the first token that starts a word, so no word is cut in half.
-            while words is not None and start < n - 1 and words[start] == words[start - 1]:
+            while start < n - 1 and words[start] is not None and words[start] == words[start - 1]:
                 start += 1
             cut = text[offsets[start][0]:]
-            while len(tok(cut, add_special_tokens=False)["input_ids"]) > limit and start < n - 1:
+            while len(self._encode_plain(cut)[0]) > limit and start < n - 1:
                 start += 1  # re-tokenising the tail can differ at the edge: step until it fits
                 cut = text[offsets[start][0]:]
             out.append(cut)
