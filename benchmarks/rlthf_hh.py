@@ -37,7 +37,8 @@ def run_one(seed: int, errors: str, gt_mode: str, audit: int, args, cache: Path,
         "labeller": {"kind": "simulated", "simulated": {"target_agreement": args.agreement,
                                                         "errors": errors, "seed": seed}},
         "ground_truth": {"mode": gt_mode},
-        "reward_model": {"embedding_head": {"cache_dir": str(cache), "num_actors": args.actors}},
+        "reward_model": {"embedding_head": {"cache_dir": str(cache), "num_actors": args.actors,
+                                            "precision": args.precision}},
         "iterations": args.iterations, "human_budget_pct": args.budget,
         "cross_fit_folds": args.cross_fit,
         "baselines": ["ai_only", "random", "full_human"] if audit == args.flip_audit[0] else [],
@@ -68,6 +69,8 @@ def main() -> int:
     ap.add_argument("--flip-audit", type=int, nargs="+", default=[0, 6],
                     help="human labels per iteration spent auditing flips (0 = the paper's algorithm)")
     ap.add_argument("--actors", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="encoder precision (bf16 = opt-in autocast; compare over seeds)")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/rayalign/embeddings"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

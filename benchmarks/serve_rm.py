@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-cap", type=float, default=60.0, help="seconds per level, at most")
     ap.add_argument("--max-batch-size", type=int, default=32)
     ap.add_argument("--replicas", type=int, default=1)
+    ap.add_argument("--batch-wait", default=None,
+                    help="comma-separated batch_wait_timeout_s values to compare side by side "
+                         "(default: the config's default only)")
     args = ap.parse_args(argv)
 
     from ray import serve
@@ -103,26 +106,33 @@ def main(argv: list[str] | None = None) -> int:
 
         model_dir = str(build_tiny_reward_model(Path(tempfile.gettempdir()) / "rayalign-bench-rm"))
     init_ray(RayConfig())
-    cfg = RMServeConfig(model_dir=model_dir, port=_free_port(), num_replicas=args.replicas,
-                        max_batch_size=args.max_batch_size)
-    url = start_reward_server(cfg)
+    default_wait = RMServeConfig.model_fields["batch_wait_timeout_s"].default
+    waits = [float(w) for w in args.batch_wait.split(",")] if args.batch_wait else [default_wait]
+    port = _free_port()
+    rows = []
     try:
-        asyncio.run(_level(url, 1, 5, args.items, 30))  # warm-up, not reported
-        rows = [asyncio.run(_level(url, int(c), args.requests, args.items, args.time_cap))
-                for c in args.concurrency.split(",")]
+        for wait in waits:  # same process, same proxy: only the batch wait changes
+            cfg = RMServeConfig(model_dir=model_dir, port=port, num_replicas=args.replicas,
+                                max_batch_size=args.max_batch_size, batch_wait_timeout_s=wait)
+            url = start_reward_server(cfg)
+            asyncio.run(_level(url, 1, 5, args.items, 30))  # warm-up, not reported
+            for c in args.concurrency.split(","):
+                row = asyncio.run(_level(url, int(c), args.requests, args.items, args.time_cap))
+                rows.append({**row, "wait": wait})
     finally:
         serve.shutdown()
     import platform
 
     print(f"\nReward model on Ray Serve ({'tiny random RM' if args.model_dir is None else model_dir}), "
           f"{args.replicas} replica(s), max_batch_size {args.max_batch_size}, "
-          f"{os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}; loopback HTTP")
-    head = ("concurrency", "requests", "errors", "items/req", "p50 ms", "p99 ms", "mean ms",
+          f"{os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}; loopback HTTP; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    head = ("batch wait s", "concurrency", "requests", "errors", "items/req", "p50 ms", "p99 ms", "mean ms",
             "req/s", "items/s")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        print(f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['items_per_req']} | "
+        print(f"| {r['wait']:g} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['items_per_req']} | "
               f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_ms']:.1f} | {r['req_s']:.1f} | "
               f"{r['items_s']:.1f} |")
     return 0

@@ -20,7 +20,8 @@ class TrainScaling(StrictModel):
 
     num_workers: int = Field(default=1, ge=1, description="Ray Train workers (one per GPU on a GPU cluster)")
     use_gpu: bool = False
-    # Per-worker resources, e.g. {"CPU": 8, "GPU": 1}; None = Ray Train's default (1 CPU, +1 GPU if use_gpu).
+    # Per-worker resources, e.g. {"CPU": 8, "GPU": 1}. None = on CPU the cluster's free CPUs split over
+    # the workers (capped at one node; logged), on GPU Ray Train's default (1 CPU + 1 GPU).
     resources_per_worker: dict[str, float] | None = None
     # DeepSpeed ZeRO stage through TRL/accelerate; None = plain DDP. Needs the optional `deepspeed` extra.
     deepspeed: Literal[2, 3] | None = None

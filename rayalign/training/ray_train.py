@@ -134,6 +134,7 @@ def run_torch_trainer(train_fn: Callable[[dict], None], loop_config: dict[str, A
     from ray.train.torch import TorchTrainer
 
     from rayalign.ray_utils import init_ray
+    from rayalign.training.cpus import worker_resources
 
     check_deepspeed_available(scaling.deepspeed)
     init_ray(ray_cfg)
@@ -144,7 +145,8 @@ def run_torch_trainer(train_fn: Callable[[dict], None], loop_config: dict[str, A
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-            resources_per_worker=scaling.resources_per_worker),
+            resources_per_worker=worker_resources(  # CPU default: the free cores, logged
+                scaling.num_workers, scaling.use_gpu, scaling.resources_per_worker)),
         run_config=RunConfig(
             name=run_name, storage_path=storage,
             failure_config=FailureConfig(max_failures=scaling.max_failures),

@@ -101,10 +101,16 @@ def trl_train_loop(cfg: dict[str, Any]) -> None:
 
 def worker_setup() -> tuple[int, int]:
     """Offline env + thread count for a training worker; returns (rank, world size)."""
+    import ray
     import ray.train
 
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
+    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 0))
+    if cpus > 1:  # torch threads = the worker's CPU reservation (see training/cpus.py)
+        import torch
+
+        torch.set_num_threads(cpus)
     ctx = ray.train.get_context()
     return ctx.get_world_rank(), ctx.get_world_size()
 

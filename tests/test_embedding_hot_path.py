@@ -1,0 +1,115 @@
+"""Issue 17 hot path: sorted batches give the same vectors, prompts keep their final turn,
+bf16 is opt-in and close to fp32, CPU training workers get the free cores."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from rayalign.data.bundled import load_bundled
+from rayalign.data.schema import PairwiseItem
+from rayalign.models.encoders import SentenceEncoder
+from rayalign.rewards.embedding_head import (
+    EmbeddingHeadBackend,
+    EmbeddingHeadConfig,
+    embed_with_ray,
+    store_tag,
+    text_key,
+)
+from rayalign.training.cpus import default_cpus_per_worker, worker_resources
+
+
+@pytest.fixture(scope="module")
+def enc() -> SentenceEncoder:
+    return SentenceEncoder("minilm")
+
+
+def _long_dialogue(final: str) -> str:
+    turns = []
+    for i in range(60):
+        turns.append(f"\n\nHuman: Tell me about the history of harbour number {i} and its ships.")
+        turns.append(f"\n\nAssistant: Harbour {i} was built long ago and has seen many ships come and go.")
+    return "".join(turns) + f"\n\nHuman: {final}\n\nAssistant:"
+
+
+def test_left_cut_keeps_the_final_human_turn(enc):
+    final = "What is the safest way to dispose of old paint cans?"
+    prompt = _long_dialogue(final)
+    tok = enc.tokenizer
+    assert len(tok(prompt, add_special_tokens=False)["input_ids"]) > 3 * enc.token_limit
+    [cut] = enc.keep_end([prompt])
+    assert cut.endswith(final + "\n\nAssistant:") and prompt.endswith(cut)
+    n = len(tok(cut, add_special_tokens=False)["input_ids"])
+    assert enc.token_limit - 8 <= n <= enc.token_limit  # fills the window, no more
+    assert enc.keep_end(["short prompt"]) == ["short prompt"]
+    # What the model reads of the cut text is the final turn; the raw prompt would lose it:
+    ids_cut = enc.model.tokenizer(cut, truncation=True, max_length=enc.model.max_seq_length)["input_ids"]
+    ids_raw = enc.model.tokenizer(prompt, truncation=True, max_length=enc.model.max_seq_length)["input_ids"]
+    assert "paint" in enc.model.tokenizer.decode(ids_cut)
+    assert "paint" not in enc.model.tokenizer.decode(ids_raw)
+
+
+def test_backend_embeds_prompts_by_their_last_turn(enc, tmp_path):
+    final = "How do I get rid of wasps under my roof?"
+    other = "How do I make a sourdough starter at home?"
+    items = [PairwiseItem(id=f"p{i}", prompt=_long_dialogue(q), response_a="Call a pest service.",
+                          response_b="Try vinegar.") for i, q in enumerate([final, other])]
+    backend = EmbeddingHeadBackend(EmbeddingHeadConfig(), tmp_path)
+    cut = backend.prompt_texts([it.prompt for it in items])
+    assert cut[0].rstrip().endswith(final + "\n\nAssistant:")
+    # Same long history, different final question: the prompt vectors now differ clearly.
+    v = enc.encode(cut)
+    assert float(v[0] @ v[1]) < 0.99
+    raw = enc.encode([it.prompt[-2000:] for it in items])  # the old right-truncated read
+    assert float(raw[0] @ raw[1]) > 0.99  # near-identical windows: the question was lost
+
+
+def test_sorted_and_unsorted_ray_batches_give_identical_vectors(ray_local):
+    pairs = load_bundled("hh_rlhf_harmless")[:60]
+    texts = [p.prompt[-2000:] for p in pairs] + [p.chosen for p in pairs]
+    random.Random(1).shuffle(texts)
+    todo = {text_key(t): t for t in texts}
+    k1, v1 = embed_with_ray(todo, "minilm", num_actors=1, batch_size=16, sort_by_length=True)
+    k2, v2 = embed_with_ray(todo, "minilm", num_actors=1, batch_size=16, sort_by_length=False)
+    assert sorted(k1) == sorted(k2) == sorted(todo)
+    a = dict(zip(k1, v1))
+    b = dict(zip(k2, v2))
+    diff = max(float(np.abs(a[k] - b[k]).max()) for k in todo)
+    assert diff < 1e-5, diff
+    # and the sorted run really was sorted: keys come back in length order
+    lengths = [len(todo[k]) for k in k1]
+    assert lengths == sorted(lengths)
+
+
+def test_bf16_is_opt_in_close_to_fp32_and_cached_apart(enc):
+    texts = [p.chosen for p in load_bundled("hh_rlhf_harmless")[:16]]
+    assert EmbeddingHeadConfig().precision == "fp32"
+    v32 = enc.encode(texts)
+    v16 = SentenceEncoder("minilm", precision="bf16").encode(texts)
+    assert v16.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v16, axis=1), 1.0, atol=1e-5)
+    cos = (v32 * v16).sum(axis=1)
+    assert cos.min() > 0.995 and np.abs(v32 - v16).max() > 0  # close, not the same numbers
+    assert store_tag("minilm", "bf16") != store_tag("minilm")
+    with pytest.raises(ValueError, match="precision"):
+        SentenceEncoder("minilm", precision="fp8")  # type: ignore[arg-type]
+
+
+def test_default_training_cpus_use_the_free_cores():
+    assert default_cpus_per_worker(1, free_cpus=2, largest_node_cpus=2) == 2
+    assert default_cpus_per_worker(2, free_cpus=2, largest_node_cpus=2) == 1
+    assert default_cpus_per_worker(3, free_cpus=2, largest_node_cpus=2) == 1  # never 0
+    assert default_cpus_per_worker(1, free_cpus=16, largest_node_cpus=8) == 8  # fits one node
+    assert default_cpus_per_worker(2, free_cpus=16, largest_node_cpus=8) == 8
+    assert default_cpus_per_worker(1, free_cpus=8, largest_node_cpus=8, reserve_cpus=2) == 6
+
+
+def test_worker_resources_from_the_running_cluster(ray_local, caplog):
+    caplog.set_level("INFO", logger="rayalign.training.cpus")
+    free = int(ray_local.available_resources().get("CPU", 0))
+    assert worker_resources(1, use_gpu=False, configured=None) == {"CPU": float(max(1, free))}
+    assert "CPU worker(s)" in caplog.text  # the run log says what it chose
+    assert worker_resources(1, use_gpu=False, configured={"CPU": 1}) == {"CPU": 1}
+    assert worker_resources(1, use_gpu=True, configured=None) is None  # Ray's GPU default
