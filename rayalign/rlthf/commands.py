@@ -85,6 +85,9 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or cfg.run_dir or Path("runs") / cfg.name)
     console.print(f"[bold]rayalign rlthf[/] {cfg.name}: run directory {run_dir}")
     t0 = time.time()
+    cfg.data.preflight()  # validate what can be validated before any actor starts
+    if cfg.labeller.kind == "judge" and cfg.labeller.judge is not None:
+        cfg.labeller.judge.preflight()
     init_ray(cfg.ray)
     try:
         if args.in_process:
