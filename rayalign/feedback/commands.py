@@ -59,6 +59,7 @@ def _label(args: argparse.Namespace) -> int:
     from rayalign.runs import RunDir, atomic_write_json, write_jsonl
 
     cfg = load_config(LabelJobConfig, args.config, args.overrides)
+    cfg.judge.preflight()  # before the run dir, the data and Ray: a missing key fails first
     run = RunDir.create_or_open(args.run_dir or cfg.run_dir, job="label", config=cfg, resume=not args.new)
     items = load_pairs(cfg.input, cfg.input_format, cfg.limit, cfg.seed)
     if not items:
