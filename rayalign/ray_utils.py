@@ -35,15 +35,18 @@ def init_ray(cfg: RayConfig | None = None) -> None:
     keeps the token in ``~/.ray/auth_token``). ``RAY_AUTH_MODE=disabled`` in the environment
     still opts out. A real cluster keeps whatever its operator set.
     """
-    if not (cfg.address if cfg else None) and not os.environ.get("RAY_ADDRESS"):
-        loopback_only()
     import ray
 
     if ray.is_initialized():
         return
+    if not (cfg.address if cfg else None) and not os.environ.get("RAY_ADDRESS"):
+        loopback_only()
     cfg = cfg or RayConfig()
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from rayalign.output import plain_ray_prefixes
+
+    plain_ray_prefixes()
     kwargs: dict = {"include_dashboard": cfg.include_dashboard, "log_to_driver": True,
                     "configure_logging": False}
     if address:

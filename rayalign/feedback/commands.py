@@ -84,8 +84,9 @@ SIMULATED_BANNER = "SIMULATED judge"
 
 
 def _print_summary(title: str, stats: dict, agree: dict | None) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from rayalign.output import console
 
     if stats.get("simulated"):
         # Plain prints (no rich wrapping): the banner must survive narrow terminals and logs.
@@ -103,7 +104,7 @@ def _print_summary(title: str, stats: dict, agree: dict | None) -> None:
     rows.update({f"agreement.{k}": v for k, v in (agree or {}).items()})
     for k, v in rows.items():
         t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
-    Console().print(t)
+    console().print(t)
 
 
 def _eval_judge(args: argparse.Namespace) -> int:
