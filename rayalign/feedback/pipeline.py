@@ -89,6 +89,10 @@ def _error_kind(err: str) -> str:
     return "other"
 
 
+#: Ray Data tasks (blocks) one judge actor works on at once.
+CALLS_PER_ACTOR = 4
+
+
 class JudgeActor:
     """A Ray Data actor: builds the judge once, then judges batches of serialised pairs.
 
@@ -203,12 +207,16 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
         rows = [{"key": k, "item": first[k].model_dump_json()} for k in todo_keys]
         n_actors = max(1, min(concurrency or judge_cfg.concurrency, len(rows)))
         bs = batch_size or judge_cfg.actor_batch_size
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), n_actors * 4)))
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), n_actors * 8)))
         ds = ds.map_batches(
             JudgeActor,
             fn_constructor_kwargs={"judge_cfg_json": judge_cfg.model_dump_json(),
                                    "cache_path": str(cache_path) if cache_path else None},
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            # Several blocks in flight per (async) actor: a block held up by one slow request
+            # does not stop the actor from taking the next ones.
+            compute=ray.data.ActorPoolStrategy(size=n_actors,
+                                               max_tasks_in_flight_per_actor=CALLS_PER_ACTOR,
+                                               max_concurrent_calls_per_actor=CALLS_PER_ACTOR),
             batch_size=bs,
             num_cpus=judge_cfg.actor_num_cpus(),
             num_gpus=judge_cfg.num_gpus or None,
