@@ -196,7 +196,7 @@ class RunDir:
             k = blocking[0]
             more = f" (and {len(blocking) - 1} more: {', '.join(blocking[1:4])})" if len(blocking) > 1 else ""
             raise ValueError(
-                f"{self.path} was started with {k}={_describe(changed[k][0])}, now "
+                f"{self.path} was started with a different config: {k}={_describe(changed[k][0])}, now "
                 f"{k}={_describe(changed[k][1])}{more}; that changes results, so resume with the "
                 f"original value or use a new --run-dir")
         for k, (was, now) in changed.items():
