@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.rayalign-installed
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export HF_DATASETS_OFFLINE=1
-# Ray 2.60 turns token auth on by default; the embedded local cluster does not need it.
-export RAY_AUTH_MODE=disabled
+# Ray 2.60's token auth stays on: the embedded cluster is loopback-only AND authenticated
+# (rayalign/ray_utils.py); its token lives in ~/.ray/auth_token.
 export RAY_USAGE_STATS_ENABLED=0
 export TOKENIZERS_PARALLELISM=false
 

@@ -20,6 +20,60 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and each bad field."""
 
 
+#: ``json_schema_extra`` marker of an operational field (see ``operational``).
+OPERATIONAL_MARK = "rayalign_operational"
+
+
+def operational(default: Any = ..., **kwargs: Any) -> Any:
+    """A config field that changes how fast or where a job runs, never what it computes.
+
+    The one place where a field is declared operational. Two mechanisms read the mark:
+    a run directory accepts a changed operational field on resume (and logs it) while it
+    refuses any other change, and the judgment cache leaves operational fields out of its
+    key, so more actors or another server never re-pay a judgment.
+    """
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra[OPERATIONAL_MARK] = True
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+def _sub_models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field annotation may hold (``X``, ``X | None``, ``list[X]``...)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _sub_models(arg)]
+
+
+def operational_fields(model: type[BaseModel]) -> set[str]:
+    """Dotted paths of every operational field of ``model``, nested models included."""
+    out: set[str] = set()
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get(OPERATIONAL_MARK):
+            out.add(name)
+            continue
+        for sub in _sub_models(info.annotation):
+            out |= {f"{name}.{p}" for p in operational_fields(sub)}
+    return out
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values: they compare as a whole)."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data} if prefix else {}
+
+
+def is_operational(path: str, operational: set[str]) -> bool:
+    """True when ``path`` is an operational field or lies under one."""
+    return any(path == p or path.startswith(p + ".") for p in operational)
+
+
 class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors (a typo must not be ignored)."""
 
@@ -29,11 +83,11 @@ class StrictModel(BaseModel):
 class RayConfig(StrictModel):
     """Where to run. ``address=None`` starts the embedded local cluster (or uses RAY_ADDRESS)."""
 
-    address: str | None = None
-    num_cpus: int | None = Field(default=None, ge=1)
-    num_gpus: int | None = Field(default=None, ge=0)
+    address: str | None = operational(None)
+    num_cpus: int | None = operational(None, ge=1)
+    num_gpus: int | None = operational(None, ge=0)
     # Keep the local dashboard and its extra processes off unless asked: costs seconds on 2 cores.
-    include_dashboard: bool = False
+    include_dashboard: bool = operational(False)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -7,30 +7,87 @@ their outputs are written (atomically), so a rerun skips exactly what was alread
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from filelock import FileLock, Timeout
 from pydantic import BaseModel
 
-SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
+from rayalign.config import flatten, is_operational, operational_fields
+from rayalign.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: Config keys whose values are secrets, by exact name (case-insensitive). By name, not by
+#: substring: ``max_tokens`` or ``api_key_env`` (the NAME of a variable) are not secrets, and
+#: redacting them hid real changes from the resume check.
+SECRET_FIELDS = frozenset({
+    "api_key", "apikey", "api_token", "access_token", "auth_token", "bearer_token", "token",
+    "hf_token", "secret", "client_secret", "secret_key", "password", "passwd",
+    "authorization", "private_key",
+})
 
 
 def _redact(obj: Any) -> Any:
     """Never write secrets to a run directory, whatever a config holds."""
     if isinstance(obj, dict):
-        return {
-            k: ("***" if any(m in str(k).lower() for m in SECRET_MARKERS) and v else _redact(v))
-            for k, v in obj.items()
-        }
+        return {k: ("***" if str(k).lower() in SECRET_FIELDS and v else _redact(v))
+                for k, v in obj.items()}
     if isinstance(obj, list):
         return [_redact(v) for v in obj]
     return obj
+
+
+class RunDirBusy(UserError):
+    """Another live process holds the run directory's lock."""
+
+
+#: Locks this process holds, by run directory: reopening a run in the same process (a resume
+#: after an error, a test) re-enters instead of waiting for itself.
+_HELD: dict[str, FileLock] = {}
+
+
+def _lock_run_dir(path: Path) -> None:
+    """Hold ``<run>/.lock`` until this process ends (the OS drops it even on ``kill -9``).
+
+    Two runs on one directory would both pay for everything; the second one stops here and
+    names the first (pid, host, command, start time) from ``<run>/.lock.owner``.
+    """
+    key = str(path.resolve())
+    if key in _HELD:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path / ".lock"), timeout=0)
+    owner_file = path / ".lock.owner"
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            who = json.loads(owner_file.read_text())
+            holder = (f"pid {who.get('pid')} on {who.get('host')} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(who.get('started', 0)))}"
+                      f": {who.get('command')}")
+        except (OSError, ValueError):
+            holder = "another process"
+        raise RunDirBusy(f"run directory {path} is in use by {holder}; wait for it to finish "
+                         "or stop it, or choose another --run-dir") from None
+    _HELD[key] = lock
+    atomic_write_json(owner_file, {"pid": os.getpid(), "host": socket.gethostname(),
+                                   "command": " ".join(sys.argv), "started": time.time()})
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -91,12 +148,18 @@ class RunDir:
                        resume: bool = True) -> "RunDir":
         """Open an existing run of the same job (resume) or create a new one.
 
-        Resuming with a changed config is refused: the steps already done were paid for
-        under the old config, and mixing would make the run's numbers meaningless.
+        The directory is locked for this process first (``RunDirBusy`` names the holder).
+        On resume, a changed *operational* field (declared with ``rayalign.config.operational``:
+        concurrency, timeouts, endpoints...) is accepted and logged; a changed field that
+        can change results is refused in one line naming the field and both values, since
+        the steps already done were paid for under the old value. A run with no finished
+        step (e.g. one that stopped on a wrong input path) paid for nothing under its old
+        config, so it takes the new config whatever changed.
         """
         run = cls(path)
         cfg = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
         cfg = _redact(cfg)
+        ops = operational_fields(type(config)) if isinstance(config, BaseModel) else set()
         if run.manifest_path.exists():
             man = run.manifest()
             if not resume:
@@ -105,16 +168,17 @@ class RunDir:
                     "or choose another --run-dir")
             if man.get("job") != job:
                 raise ValueError(f"{run.path} holds a {man.get('job')!r} run, not {job!r}")
+            _lock_run_dir(run.path)
             old = yaml.safe_load((run.path / "config.yaml").read_text()) or {}
-            if old != cfg:
-                changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
-                raise ValueError(
-                    f"{run.path} was started with a different config (changed: {', '.join(changed)}); "
-                    "use a new run directory, or restore the original config to resume")
+            changes = run._check_resume(old, cfg, ops, bool(man.get("steps")))
+            if changes:
+                atomic_write_text(run.path / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
             run.update_manifest(status="running", resumed_at=time.time(),
-                                resumes=man.get("resumes", 0) + 1)
+                                resumes=man.get("resumes", 0) + 1,
+                                **({"config_changes": man.get("config_changes", []) + [
+                                    {"at": time.time(), "changed": changes}]} if changes else {}))
             return run
-        run.path.mkdir(parents=True, exist_ok=True)
+        _lock_run_dir(run.path)
         atomic_write_text(run.path / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         atomic_write_json(run.manifest_path, {
             "job": job, "status": "running", "created_at": time.time(), "steps": {},
@@ -122,6 +186,23 @@ class RunDir:
             "host": platform.node(), "resumes": 0,
         })
         return run
+
+    def _check_resume(self, old: dict, new: dict, ops: set[str], paid: bool) -> dict[str, list]:
+        """The changed fields (path -> [old, new]); raises on a result-changing one."""
+        a, b = flatten(old), flatten(new)
+        changed = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+        blocking = [k for k in changed if not is_operational(k, ops)]
+        if blocking and paid:
+            k = blocking[0]
+            more = f" (and {len(blocking) - 1} more: {', '.join(blocking[1:4])})" if len(blocking) > 1 else ""
+            raise ValueError(
+                f"{self.path} was started with a different config: {k}={_describe(changed[k][0])}, now "
+                f"{k}={_describe(changed[k][1])}{more}; that changes results, so resume with the "
+                f"original value or use a new --run-dir")
+        for k, (was, now) in changed.items():
+            log.info("resuming %s with %s changed: %s -> %s%s", self.path, k, _describe(was),
+                     _describe(now), "" if is_operational(k, ops) else " (no step was finished)")
+        return changed
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "RunDir":
@@ -179,7 +260,8 @@ class RunDir:
 
     def log_metrics(self, **row: Any) -> None:
         row.setdefault("time", time.time())
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
+        fd = os.open(self.metrics_path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+        with open(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, default=str) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:

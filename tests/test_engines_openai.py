@@ -130,3 +130,22 @@ def test_missing_key_for_remote_endpoint_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR"):
         OpenAICompatEngine(EngineConfig(model="m", base_urls=["https://example.invalid/v1"],
                                         api_key_env="NO_SUCH_KEY_VAR"))
+
+
+def test_closed_port_is_a_connection_error_not_a_timeout():
+    """Issue 14 item 11: the aiohttp transport calls a refused connection a timeout."""
+    import socket
+
+    from rayalign.engines.base import GenerationRequest
+    from rayalign.engines.config import EngineConfig
+    from rayalign.engines.openai_compat import OpenAICompatEngine
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for client in ("aiohttp", "httpx"):
+        eng = OpenAICompatEngine(EngineConfig(model="m", base_urls=[f"http://127.0.0.1:{port}/v1"],
+                                              max_retries=0, timeout_s=5, http_client=client))
+        err = eng.generate([GenerationRequest(id="1", messages=[{"role": "user", "content": "x"}])])[0].error
+        eng.close()
+        assert "connection error (ConnectionRefusedError)" in err and "timeout" not in err, (client, err)

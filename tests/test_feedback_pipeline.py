@@ -57,3 +57,88 @@ def test_generate_candidates(ray_local):
     assert all(len(c.texts) == 3 and c.texts[0] == f"candidate for prompt {i}"
                for i, c in enumerate(cands) if i != 3)
     assert cands[3].error and not cands[3].texts and st.n_errors == 1
+
+
+def _cfg(srv, **kw) -> JudgeConfig:
+    base = dict(kind="openai", model="fake", base_urls=[srv.base_url], timeout_s=10.0,
+                max_retries=0, both_orders=True, parse_retries=0, concurrency=1,
+                actor_batch_size=4)
+    base.update(kw)
+    return JudgeConfig(**base)
+
+
+def test_a_failed_order_costs_only_itself_on_rerun(ray_local, tmp_path):
+    """Issue 14 item 4: the cache is per (pair, order) request, not per pair."""
+    items = pairs(8)
+    swapped_9 = "Response A: GOOD answer 5\n"  # pair 5's swapped order only
+    with FakeOpenAIServer(answer=content_judge) as srv:
+        srv.faults_for = {swapped_9: ["500"] * 50}
+        cache = tmp_path / "j.sqlite"
+        js, st = label_pairs_with_stats(items, _cfg(srv), cache_path=cache)
+        assert [i for i, j in enumerate(js) if j.error] == [5]
+        n_first = len(srv.requests)
+        srv.faults_for = {}
+        js2, _ = label_pairs_with_stats(items, _cfg(srv), cache_path=cache)
+        new = srv.requests[n_first:]
+    assert len(new) == 1 and swapped_9 in new[0]["text"]
+    assert js2[5].label == items[5].label
+
+
+def test_each_answer_is_committed_while_a_slow_one_is_in_flight(ray_local, tmp_path):
+    """Items 3 and 6: answers are in the cache as they arrive, and requests keep flowing
+    (later batches start) while one request waits 5 s; a kill then loses only that one."""
+    import threading
+    import time
+
+    from rayalign.feedback.judges import request_cache_key
+
+    items = pairs(24)
+    cache = tmp_path / "j.sqlite"
+    with FakeOpenAIServer(answer=content_judge, latency=0.05) as srv:
+        cfg = _cfg(srv, both_orders=False, timeout_s=30.0)
+        rkeys = [request_cache_key(k, "ab") for k in _pair_keys(items, cfg)]
+        srv.faults_for = {"question 0\n": ["slow:12"]}
+        out: dict = {}
+        th = threading.Thread(target=lambda: out.update(r=label_pairs_with_stats(
+            items, cfg, cache_path=cache)))
+        th.start()
+        deadline = time.monotonic() + 120
+        while srv.n_requests("question 0\n") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t_slow = time.monotonic()
+        committed = 0
+        while time.monotonic() - t_slow < 10 and committed < 23:
+            time.sleep(0.25)
+            committed = len(JudgmentCache(cache).get_requests(rkeys))
+        slow_pending = time.monotonic() - t_slow < 12
+        th.join(timeout=120)
+    js, st = out["r"]
+    assert st.n_ok == 24
+    assert slow_pending
+    # every pair but the slow one was answered and committed while it was still pending
+    assert committed == 23, committed
+
+
+def _pair_keys(items, cfg):
+    from rayalign.feedback.judges import pair_cache_key
+
+    return [pair_cache_key(cfg.cache_spec(), it) for it in items]
+
+
+def test_all_failed_is_an_error_that_says_why(ray_local, tmp_path):
+    """Item 11: a judge that never answers is an error (how many, why), not `n_ok 0`."""
+    import socket
+
+    import pytest
+
+    from rayalign.errors import JudgeFailed
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = JudgeConfig(kind="openai", model="fake", base_urls=[f"http://127.0.0.1:{port}/v1"],
+                      timeout_s=5.0, max_retries=0, concurrency=1)
+    with pytest.raises(JudgeFailed) as exc:
+        label_pairs_with_stats(pairs(3), cfg, cache_path=tmp_path / "j.sqlite")
+    msg = str(exc.value)
+    assert "all 3 pairs" in msg and "connection error" in msg and "timeout" not in msg

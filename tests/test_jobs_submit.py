@@ -73,6 +73,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _auth_headers() -> dict[str, str]:
+    token = Path.home() / ".ray" / "auth_token"
+    return {"Authorization": f"Bearer {token.read_text().strip()}"} if token.is_file() else {}
+
+
 @pytest.fixture
 def local_ray_cluster():
     """A real head node via `ray start --head --block` in its own process group, so exactly
@@ -85,7 +90,9 @@ def local_ray_cluster():
     ray_bin = Path(sys.executable).parent / "ray"
     gcs, dash = _free_port(), _free_port()
     # The job's `python` is the one on the head's PATH, as with an activated venv.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+    # Token auth ON (Ray 2.60's default for new clusters): submit/status/logs and the job's
+    # own driver must all authenticate with the token in ~/.ray/auth_token.
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
     temp = Path("/tmp") / f"rayjobs{gcs}"
@@ -99,7 +106,8 @@ def local_ray_cluster():
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
+                if httpx.get(f"{address}/api/version", timeout=2,
+                             headers=_auth_headers()).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -138,6 +146,10 @@ def test_submit_status_logs_against_a_real_local_cluster(local_ray_cluster, tmp_
                           env=env, capture_output=True, text=True, timeout=60).stdout
     assert "held-out preference accuracy" in logs and "model_dir" in logs
     assert (run_dir / "model" / "rayalign_rm.json").is_file()
+    # without the token the cluster's Jobs API refuses to talk
+    import httpx
+
+    assert httpx.get(f"{address}/api/jobs/", timeout=10).status_code in (401, 403)
 
 
 @pytest.mark.parametrize("name", ["rm_tiny.yaml", "rm_a100.yaml", "dpo_tiny.yaml",

@@ -98,3 +98,20 @@ def test_bad_pair_request(rm_server):
     r = httpx.post(f"{url}/score_pairs", content=b"not json",
                    headers={"content-type": "application/json"}, timeout=30)
     assert 400 <= r.status_code < 500
+
+
+@pytest.mark.parametrize("raw", [b'{"items": [{"prompt": NaN, "response": "r"}]}',
+                                 b'{"items": [{"prompt": "p", "response": Infinity}]}',
+                                 b'{"items": -Infinity}'])
+def test_nan_and_infinity_literals_are_422_not_500(rm_server, raw):
+    url, _ = rm_server
+    r = httpx.post(f"{url}/score", content=raw, headers={"content-type": "application/json"},
+                   timeout=30)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][0] == "body"
+
+
+def test_no_public_openapi_or_docs(rm_server):
+    url, _ = rm_server
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert httpx.get(f"{url}{path}", timeout=30).status_code == 404, path

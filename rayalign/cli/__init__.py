@@ -151,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; rerun the same command to resume from the run directory",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        # Config and data errors are the user's to fix: show the message, not a traceback.
-        if args.verbose:
+    except Exception as err:
+        # Errors the user fixes (also when raised inside a Ray actor): one line, no traceback.
+        from rayalign.errors import user_message
+
+        msg = user_message(err)
+        if msg is None or getattr(args, "verbose", False):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)

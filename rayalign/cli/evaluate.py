@@ -32,7 +32,7 @@ def add_eval_h2h(h: argparse.ArgumentParser) -> None:
     h.add_argument("--outputs-a", help="AlpacaEval-format outputs JSONL of model A")
     h.add_argument("--outputs-b", help="AlpacaEval-format outputs JSONL of model B")
     h.add_argument("--data-dir", help="AlpacaEval folder (prompts; CC BY-NC 4.0, never bundled)")
-    h.add_argument("--subset", type=int, default=20, help="number of prompts (0 = all 805)")
+    _prompt_args(h)
     _judge_args(h)
     _gen_args(h)
     _common(h, "head_to_head")
@@ -47,9 +47,7 @@ def add_eval_alpaca(a: argparse.ArgumentParser) -> None:
                    help="AlpacaEval-format outputs JSONL of a model (repeatable)")
     a.add_argument("--annotations", action="append", default=[],
                    help="stored pairwise judgments JSONL: win rate of output_2 from them (repeatable)")
-    a.add_argument("--reference-file", default="outputs_reference_gpt4_1106_preview.jsonl")
-    a.add_argument("--subset", type=int, default=20, help="number of prompts (0 = all 805)")
-    a.add_argument("--datasets", nargs="*", help="only these AlpacaEval sources (e.g. oasst koala)")
+    _prompt_args(a)
     a.add_argument("--one-order", action="store_true", help="judge once (model first) instead of both orders")
     _judge_args(a)
     _gen_args(a)
@@ -62,6 +60,13 @@ def _common(p, default_name: str) -> None:
     p.add_argument("--name", default=default_name, help="file stem of the table and plot")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8)
+
+
+def _prompt_args(p) -> None:
+    """Which AlpacaEval prompts: shared by ``h2h`` and ``alpaca`` (both read them the same way)."""
+    p.add_argument("--reference-file", default="outputs_reference_gpt4_1106_preview.jsonl")
+    p.add_argument("--subset", type=int, default=20, help="number of prompts (0 = all 805)")
+    p.add_argument("--datasets", nargs="*", help="only these AlpacaEval sources (e.g. oasst koala)")
 
 
 def _judge_args(p) -> None:
@@ -155,8 +160,7 @@ def _alpaca_records(args):
         raise ValueError("--data-dir: give the folder with AlpacaEval's JSONL files "
                          "(CC BY-NC 4.0: rayalign never bundles them)")
     return load_reference(args.data_dir, args.subset or None, datasets=args.datasets or None,
-                          reference_file=getattr(args, "reference_file", None)
-                          or "outputs_reference_gpt4_1106_preview.jsonl")
+                          reference_file=args.reference_file)
 
 
 def _answers_from(spec: str | None, outputs: str | None, ref, args) -> tuple[str, list[str]]:

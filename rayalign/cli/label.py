@@ -51,6 +51,7 @@ def _label(args: argparse.Namespace) -> int:
     from rayalign.runs import RunDir, atomic_write_json, write_jsonl
 
     cfg = load_config(LabelJobConfig, args.config, args.overrides)
+    cfg.judge.preflight()  # before the run dir, the data and Ray: a missing key fails first
     run_dir = args.run_dir or cfg.run_dir
     run = RunDir.create_or_open(run_dir, job="label", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
     items = load_pairs(cfg.input, cfg.input_format, cfg.limit, cfg.seed)
@@ -76,8 +77,9 @@ SIMULATED_BANNER = "SIMULATED judge"
 
 
 def _print_summary(title: str, stats: dict, agree: dict | None) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from rayalign.output import console
 
     if stats.get("simulated"):
         # Plain prints (no rich wrapping): the banner must survive narrow terminals and logs.
@@ -95,7 +97,7 @@ def _print_summary(title: str, stats: dict, agree: dict | None) -> None:
     rows.update({f"agreement.{k}": v for k, v in (agree or {}).items()})
     for k, v in rows.items():
         t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
-    Console().print(t)
+    console().print(t)
 
 
 def _eval_judge(args: argparse.Namespace) -> int:

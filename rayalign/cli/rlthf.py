@@ -67,18 +67,21 @@ def _summary_table(console, summary: dict) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from rayalign.output import console as make_console
+    from rayalign.output import is_terminal
     from rayalign.ray_utils import init_ray
     from rayalign.rlthf.config import RLTHFConfig
-    from rayalign.rlthf.driver import HumanLabelsPending, RLTHFLoop, remote_driver
+    from rayalign.rlthf.driver import HumanLabelsPending, RLTHFLoop
 
-    console = Console()
+    console = make_console()
     cfg = load_config(RLTHFConfig, args.config, args.overrides)
     run_dir = Path(args.run_dir or cfg.run_dir or Path("runs") / cfg.name)
     check_run_mode(args.run_mode, run_dir)
     console.print(f"[bold]rayalign rlthf[/] {cfg.name}: run directory {run_dir}")
     t0 = time.time()
+    cfg.data.preflight()  # validate what can be validated before any actor starts
+    if cfg.labeller.kind == "judge" and cfg.labeller.judge is not None:
+        cfg.labeller.judge.preflight()
     init_ray(cfg.ray)
     try:
         if args.in_process:
@@ -86,14 +89,25 @@ def _run(args: argparse.Namespace) -> int:
         else:
             import ray
 
-            driver = remote_driver().remote(cfg, str(run_dir))
+            # Each event is printed once, here, from metrics.jsonl: the actor's own INFO
+            # lines stay out of the terminal (warnings still come through).
+            from rayalign.output import quiet_actor
+
+            driver = ray.remote(num_cpus=0)(quiet_actor(RLTHFLoop)).remote(cfg, str(run_dir))
             ref = driver.run_loop.remote()
             seen: set = set()
-            while True:
-                done, _ = ray.wait([ref], timeout=2.0)
-                _print_progress(console, seen, run_dir)
-                if done:
-                    break
+            status = console.status("RLTHF loop running") if is_terminal() else None
+            if status is not None:
+                status.start()
+            try:
+                while True:
+                    done, _ = ray.wait([ref], timeout=2.0)
+                    _print_progress(console, seen, run_dir)
+                    if done:
+                        break
+            finally:
+                if status is not None:
+                    status.stop()
             summary = ray.get(ref)
     except HumanLabelsPending as err:
         console.print(f"[yellow]{err}[/]")

@@ -11,35 +11,37 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from rayalign.config import StrictModel
+from rayalign.config import StrictModel, operational
 from rayalign.engines.base import SamplingParams
 
 
 class EngineConfig(StrictModel):
+    """Fields made with ``operational(...)`` change speed or placement, never outputs."""
+
     kind: Literal["openai", "hf_local", "vllm"] = "openai"
     #: Model name sent to the server (openai) or a model spec / local dir (hf_local, vllm).
     model: str
     # -- openai-compatible servers ------------------------------------------------------
     #: One or more base URLs (e.g. several vLLM replicas); requests are spread over them.
-    base_urls: list[str] = Field(default_factory=lambda: ["https://api.openai.com/v1"])
+    base_urls: list[str] = operational(default_factory=lambda: ["https://api.openai.com/v1"])
     #: Name of the environment variable that holds the API key (never the key itself).
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = operational("OPENAI_API_KEY")
     #: In-flight requests allowed per base URL.
-    concurrency_per_endpoint: int = Field(default=16, ge=1)
+    concurrency_per_endpoint: int = operational(16, ge=1)
     #: Seconds one HTTP attempt may take before it counts as a timeout (and is retried).
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = operational(60.0, gt=0)
     #: Retries per request done by the openai client (429/408/409/5xx/timeouts/connection
     #: errors, exponential backoff with jitter, Retry-After honoured up to 120 s).
-    max_retries: int = Field(default=4, ge=0)
+    max_retries: int = operational(4, ge=0)
     #: After the client gave up on one endpoint, try the request once on each other endpoint.
-    failover: bool = True
+    failover: bool = operational(True)
     #: HTTP transport under the openai client: aiohttp scales better at hundreds of
     #: concurrent requests; httpx is the client's default.
-    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    http_client: Literal["aiohttp", "httpx"] = operational("aiohttp")
     # -- local backends -----------------------------------------------------------------
-    device: str = "cpu"  # "cpu", "cuda", "cuda:1", "auto"
+    device: str = operational("cpu")  # "cpu", "cuda", "cuda:1", "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = operational(8, ge=1)
     max_input_tokens: int = Field(default=2048, ge=16)
     #: vLLM only: extra kwargs for ``vllm.LLM`` (tensor_parallel_size, gpu_memory_utilization...).
     engine_kwargs: dict = Field(default_factory=dict)

@@ -98,10 +98,29 @@ async def _count_attempt(_request: Any) -> None:
         box[0] += 1
 
 
+def _refused(err: BaseException) -> BaseException | None:
+    """The ``ConnectionError`` (refused, reset...) under ``err``, if any.
+
+    The aiohttp transport reports a refused connection as ``ConnectTimeout`` and the client
+    then as ``APITimeoutError``: a closed port must read "connection error", not "timeout".
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionError):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def _short(err: BaseException) -> str:
     """A one-line error description without response bodies that could be long."""
     if isinstance(err, openai.APIStatusError):
         return f"HTTP {err.status_code} ({type(err).__name__})"
+    refused = _refused(err)
+    if refused is not None:
+        return f"connection error ({type(refused).__name__})"
     if isinstance(err, openai.APITimeoutError):
         return "timeout"
     if isinstance(err, openai.APIConnectionError):

@@ -33,6 +33,15 @@ CREATE TABLE IF NOT EXISTS judgments (
     created REAL NOT NULL
 )
 """
+#: One row per successful (pair, order) request: a pair whose other order failed costs
+#: only the failed request on rerun. Written the moment the request's answer parsed.
+_REQUEST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    key TEXT PRIMARY KEY,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
 
 
 def cache_key(judge_spec: str, *parts: str) -> str:
@@ -61,12 +70,16 @@ class JudgmentCache:
         # One connection per process: a forked or unpickled copy opens its own.
         if self._conn is None or self._pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only, like every other file of a run directory (judge answers may be
+            # confidential); sqlite gives its -wal/-shm files the database's permissions.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
                                    isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute(_SCHEMA)
+            conn.execute(_REQUEST_SCHEMA)
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
@@ -81,6 +94,24 @@ class JudgmentCache:
                 for k, payload in db.execute(q, chunk):
                     out[k] = Judgment.model_validate_json(payload)
         return out
+
+    def get_requests(self, keys: Iterable[str]) -> dict[str, str]:
+        """Stored payloads of (pair, order) requests (see ``put_request``)."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, str] = {}
+        with self._lock:
+            db = self._db()
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = f"SELECT key, payload FROM requests WHERE key IN ({','.join('?' * len(chunk))})"
+                out.update(db.execute(q, chunk))
+        return out
+
+    def put_request(self, key: str, payload: str) -> None:
+        """Commit one request's answer now (autocommit): a kill loses only what is in flight."""
+        with self._lock:
+            self._db().execute("INSERT OR REPLACE INTO requests VALUES (?,?,?)",
+                               (key, payload, time.time()))
 
     def get(self, key: str) -> Judgment | None:
         return self.get_many([key]).get(key)

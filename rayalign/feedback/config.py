@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field, model_validator
 
-from rayalign.config import RayConfig, StrictModel
+from rayalign.config import RayConfig, StrictModel, operational, operational_fields
 from rayalign.engines.base import SamplingParams
 from rayalign.engines.config import EngineConfig
 from rayalign.engines.factory import build_engine
@@ -29,49 +29,45 @@ from rayalign.feedback.templates import PromptOptions, get_template
 
 LLM_KINDS = ("openai", "hf_local", "vllm")
 
-#: Fields that change how fast or where a judge runs, never what it answers: left out of
-#: the cache identity so moving a job to other servers or more actors keeps its cache.
-OPERATIONAL_FIELDS = {
-    "name", "base_urls", "api_key_env", "concurrency", "concurrency_per_endpoint", "timeout_s",
-    "max_retries", "failover", "http_client", "device", "batch_size", "num_cpus", "num_gpus",
-    "actor_batch_size",
-}
+#: Fields EngineConfig has but judge identities predate: left out of the cache key while
+#: at their defaults, so caches written before JudgeConfig reused EngineConfig stay valid.
+_ENGINE_ONLY_FIELDS = ("dtype", "max_input_tokens", "engine_kwargs")
 
 
-class JudgeConfig(StrictModel):
-    kind: Literal["openai", "hf_local", "vllm", "simulated", "replay"] = "openai"
+class JudgeConfig(EngineConfig):
+    """A judge: an engine config (same fields, same defaults, one source) plus how to judge.
+
+    Operational fields are marked where they are declared (``operational(...)`` here and in
+    ``EngineConfig``/``RayConfig``); the cache key and the run directory's resume check both
+    read those marks, so there is no second list to keep in step.
+    """
+
+    kind: Literal["openai", "hf_local", "vllm", "simulated", "replay"] = "openai"  # type: ignore[assignment]
     #: Display name written in every Judgment (default: derived from model and template).
-    name: str | None = None
+    name: str | None = operational(None)
     #: LLM judges: model name on the server (openai) or model spec / local dir (hf_local, vllm).
-    model: str | None = None
+    model: str | None = None  # type: ignore[assignment]
     template: str = "rlthf_pairwise"
     both_orders: bool = True
     options: PromptOptions = Field(default_factory=PromptOptions)
     params: SamplingParams = Field(default_factory=lambda: DEFAULT_JUDGE_PARAMS.model_copy())
     parse_retries: int = Field(default=2, ge=0)
-    # -- where and how fast (operational) ---------------------------------------------
-    base_urls: list[str] = Field(default_factory=lambda: ["https://api.openai.com/v1"])
-    api_key_env: str = "OPENAI_API_KEY"
+    # -- where and how fast (operational; the engine's own fields come from EngineConfig) --
     #: Ray Data actors labelling in parallel (each holds one engine).
-    concurrency: int = Field(default=2, ge=1)
-    #: In-flight HTTP requests per endpoint *per actor* (openai kind).
-    concurrency_per_endpoint: int = Field(default=16, ge=1)
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
-    failover: bool = True
-    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
-    device: str = "cpu"
-    batch_size: int = Field(default=8, ge=1)
+    concurrency: int = operational(2, ge=1)
     #: Records per Ray Data batch handed to one actor call.
-    actor_batch_size: int = Field(default=64, ge=1)
+    actor_batch_size: int = operational(64, ge=1)
     #: CPUs reserved per actor (I/O-bound HTTP judges need little; local models need more).
-    num_cpus: float | None = Field(default=None, ge=0)
-    num_gpus: float = Field(default=0, ge=0)
+    num_cpus: float | None = operational(None, ge=0)
+    num_gpus: float = operational(0, ge=0)
     #: Settings of non-LLM kinds (simulated, replay), read by their builders.
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _replay_settings(self):
+    def _kind_needs(self):
+        if self.kind in LLM_KINDS and not self.model:  # fail at load time, not in an actor
+            raise ValueError(f"judge kind {self.kind!r} needs `model` (the model name on the "
+                             "server, or a model spec / local dir for hf_local and vllm)")
         if self.kind == "replay":  # fail at load time: a replay judge without a file is useless
             from rayalign.config import validate_config
             from rayalign.feedback.replay import ReplaySettings
@@ -84,15 +80,26 @@ class JudgeConfig(StrictModel):
             raise ValueError(f"judge kind {self.kind!r} has no engine")
         if not self.model:
             raise ValueError(f"judge kind {self.kind!r} needs `model`")
-        return EngineConfig(
-            kind=self.kind, model=self.model, base_urls=self.base_urls, api_key_env=self.api_key_env,
-            concurrency_per_endpoint=self.concurrency_per_endpoint, timeout_s=self.timeout_s,
-            max_retries=self.max_retries, failover=self.failover, http_client=self.http_client,
-            device=self.device, batch_size=self.batch_size, params=self.params)
+        return EngineConfig.model_validate(
+            self.model_dump(include=set(EngineConfig.model_fields)))
+
+    def preflight(self) -> None:
+        """Check what can be checked before any actor starts (raises ValueError naming it).
+
+        The config validators already refuse a missing ``model`` and empty ``base_urls``;
+        the API key lives in the environment, so it is checked here, on the driver.
+        """
+        if self.kind == "openai":
+            from rayalign.engines.openai_compat import read_api_key
+
+            read_api_key(self.engine_config())
 
     def cache_spec(self) -> str:
         """Cache identity: the kind + a hash of every answer-changing field + the template hash."""
-        data = self.model_dump(mode="json", exclude=OPERATIONAL_FIELDS)
+        data = self.model_dump(mode="json", exclude=operational_fields(type(self)))
+        for f in _ENGINE_ONLY_FIELDS:
+            if data.get(f) == EngineConfig.model_fields[f].get_default(call_default_factory=True):
+                data.pop(f, None)
         ident = {"config": data}
         if self.kind in LLM_KINDS:
             ident["template"] = get_template(self.template).ident
@@ -155,7 +162,7 @@ def build_judge(cfg: JudgeConfig) -> Judge:
 class LabelJobConfig(StrictModel):
     """``rayalign label --config``: judge a file of pairs into a run directory."""
 
-    run_dir: str = "runs/label"
+    run_dir: str = operational("runs/label")
     #: JSONL of PairwiseItem rows (prompt, response_a, response_b[, id, label]), an HH-RLHF
     #: ``.jsonl.gz``, AlpacaEval annotations or TRL preference rows (see ``input_format``).
     input: str
@@ -173,7 +180,7 @@ class LabelJobConfig(StrictModel):
 class GenerateJobConfig(StrictModel):
     """``rayalign generate --config``: sample n candidates per prompt into a run directory."""
 
-    run_dir: str = "runs/generate"
+    run_dir: str = operational("runs/generate")
     #: JSONL with a ``prompt`` field per row (and optional ``id``).
     input: str
     limit: int | None = Field(default=None, ge=1)

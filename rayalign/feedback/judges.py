@@ -66,10 +66,32 @@ def _digest(obj: Any) -> str:
 
 
 @dataclass
-class _Outcome:
+class Outcome:
+    """What one request gave: a parsed verdict, or an error (with the raw text if any)."""
+
     verdict: PairVerdict | ScoreVerdict | None = None
     raw: str = ""
     error: str | None = None
+
+    def to_json(self) -> str:
+        """Only successful pairwise outcomes are cached; this is their stored form."""
+        assert isinstance(self.verdict, PairVerdict) and self.error is None
+        return json.dumps({"label": self.verdict.label, "rationale": self.verdict.rationale,
+                           "raw": self.raw})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Outcome":
+        d = json.loads(text)
+        return cls(verdict=PairVerdict(label=d["label"], rationale=d.get("rationale", "")),
+                   raw=d.get("raw", ""))
+
+
+_Outcome = Outcome  # the name the rest of this module grew up with
+
+
+def request_cache_key(pair_key: str, order: str) -> str:
+    """Cache key of one (pair, order) request: a failed order never re-pays the other one."""
+    return cache_key(pair_key, "order", order)
 
 
 def _ask(engine: Engine, template: JudgeTemplate, prompts: dict[str, Messages],
@@ -130,14 +152,30 @@ class PairwiseJudge:
     def cache_key(self, item: PairwiseItem) -> str:
         return pair_cache_key(self.spec, item)
 
-    def judge(self, items: list[PairwiseItem]) -> list[Judgment]:
-        prompts: dict[str, Messages] = {}
-        for i, it in enumerate(items):
-            prompts[f"{i}:ab"] = self.template.render_pairwise(it.prompt, it.response_a, it.response_b, self.options)
-            if self.both_orders:
-                prompts[f"{i}:ba"] = self.template.render_pairwise(it.prompt, it.response_b, it.response_a, self.options)
+    # -- one request per (pair, order): the unit the pipeline caches and schedules ----------
+    @property
+    def orders(self) -> tuple[str, ...]:
+        """The requests one pair costs: ``ab`` (as given), and ``ba`` (swapped) if both orders."""
+        return ("ab", "ba") if self.both_orders else ("ab",)
+
+    def _render(self, item: PairwiseItem, order: str) -> Messages:
+        a, b = (item.response_a, item.response_b) if order == "ab" else (item.response_b, item.response_a)
+        return self.template.render_pairwise(item.prompt, a, b, self.options)
+
+    def ask(self, requests: list[tuple[PairwiseItem, str]]) -> list[Outcome]:
+        """Send (pair, order) requests; one ``Outcome`` each, in order, never raising."""
+        prompts = {f"{i}:{o}": self._render(it, o) for i, (it, o) in enumerate(requests)}
         got = _ask(self.engine, self.template, prompts, self.params, self.parse_retries)
-        return [self._combine(it, got[f"{i}:ab"], got.get(f"{i}:ba")) for i, it in enumerate(items)]
+        return [got[f"{i}:{o}"] for i, (_, o) in enumerate(requests)]
+
+    def combine(self, item: PairwiseItem, outcomes: dict[str, Outcome]) -> Judgment:
+        """The pair's judgment from its per-order outcomes (see ``orders``)."""
+        return self._combine(item, outcomes["ab"], outcomes.get("ba") if self.both_orders else None)
+
+    def judge(self, items: list[PairwiseItem]) -> list[Judgment]:
+        reqs = [(it, o) for it in items for o in self.orders]
+        got = iter(self.ask(reqs))
+        return [self.combine(it, {o: next(got) for o in self.orders}) for it in items]
 
     def _combine(self, item: PairwiseItem, ab: _Outcome, ba: _Outcome | None) -> Judgment:
         outcomes = [ab] + ([ba] if ba is not None else [])

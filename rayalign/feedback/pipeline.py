@@ -6,8 +6,9 @@
   2. The rest become a Ray Dataset and go through ``map_batches(JudgeActor,
      compute=ActorPoolStrategy(size=n))``: each actor builds the judge once (an HTTP client
      pool or a local model), re-checks the cache (another actor or an earlier attempt of the
-     same batch may have finished it), judges, and writes successes to the cache as each
-     batch completes — so a killed job resumes where it stopped.
+     same batch may have finished it), and judges. The actor is async and each (pair, order)
+     request flows on its own, committed to the cache when its answer parses — so a killed
+     job resumes where it stopped and one slow request holds up nothing else.
   3. Errors are rows (``Judgment.error``) and are not cached: a rerun retries them.
   4. The driver checks that every input came back exactly once (raises otherwise).
 
@@ -31,6 +32,7 @@ from rayalign.data.schema import Judgment, PairwiseItem, PromptRecord
 from rayalign.engines.base import GenerationRequest
 from rayalign.engines.config import EngineConfig
 from rayalign.engines.factory import build_engine
+from rayalign.errors import JudgeFailed
 from rayalign.feedback.cache import JudgmentCache
 from rayalign.feedback.config import JudgeConfig, build_judge
 from rayalign.feedback.judges import pair_cache_key
@@ -71,6 +73,15 @@ def _judge_name(cfg: JudgeConfig, judgments: list[Judgment]) -> str:
     return f"{cfg.kind}:{cfg.model or cfg.template}"
 
 
+def _why(judgments: list[Judgment]) -> str:
+    """The commonest error, with its count: what a user needs to fix a failing judge."""
+    errs = [j.error for j in judgments if j.error]
+    if not errs:
+        return "no errors"
+    top = max(dict.fromkeys(errs), key=errs.count)
+    return f"{errs.count(top)} x {top[:300]}"
+
+
 def _error_kind(err: str) -> str:
     if err.startswith("parse error"):
         return "parse"
@@ -79,17 +90,68 @@ def _error_kind(err: str) -> str:
     return "other"
 
 
+#: Ray Data tasks (blocks) one judge actor works on at once.
+CALLS_PER_ACTOR = 4
+
+
 class JudgeActor:
-    """A Ray Data actor: builds the judge once, then judges batches of serialised pairs."""
+    """A Ray Data actor: builds the judge once, then judges batches of serialised pairs.
+
+    ``__call__`` is async, so Ray Data runs several batches per actor at once; inside a
+    batch every pair (and, for pairwise LLM judges, every (pair, order) request) flows on
+    its own, so one request waiting out its timeout holds up nothing else. Each request is
+    committed to the cache the moment it parsed, and each pair when its last order came in:
+    a kill or Ctrl-C loses only what was in flight.
+    """
 
     def __init__(self, judge_cfg_json: str, cache_path: str | None):
+        from concurrent.futures import ThreadPoolExecutor
+
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.cfg = JudgeConfig.model_validate_json(judge_cfg_json)
         self.judge = build_judge(self.cfg)
         self.cache = JudgmentCache(cache_path) if cache_path else None
+        #: Pairwise LLM judges are asked per (pair, order); remote (HTTP) engines get one
+        #: thread per request, local models keep their batches (threads would fight for them).
+        self.per_order = hasattr(self.judge, "orders") and hasattr(self.judge, "combine")
+        self.per_request = self.per_order and self.cfg.kind == "openai"
+        width = self.cfg.concurrency_per_endpoint * len(self.cfg.base_urls) if self.per_request else 1
+        self.pool = ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix="judge")
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+    def _ask(self, requests: list[tuple[str, PairwiseItem, str]]) -> list[Any]:
+        """Ask (request key, pair, order) requests; commit each success at once."""
+        outcomes = self.judge.ask([(it, o) for _, it, o in requests])
+        if self.cache is not None:
+            for (rkey, _, _), out in zip(requests, outcomes):
+                if out.error is None:
+                    self.cache.put_request(rkey, out.to_json())
+        return outcomes
+
+    async def _per_order(self, todo: list[tuple[str, PairwiseItem]]) -> list[Judgment]:
+        import asyncio
+
+        from rayalign.feedback.judges import Outcome, request_cache_key
+
+        loop = asyncio.get_running_loop()
+        orders = self.judge.orders
+        rkeys = {(k, o): request_cache_key(k, o) for k, _ in todo for o in orders}
+        stored = self.cache.get_requests(rkeys.values()) if self.cache is not None else {}
+        outs: dict[tuple[str, str], Any] = {ko: Outcome.from_json(stored[rk])
+                                              for ko, rk in rkeys.items() if rk in stored}
+        missing = [(rkeys[(k, o)], k, it, o) for k, it in todo for o in orders if (k, o) not in outs]
+        if self.per_request:
+            futs = [loop.run_in_executor(self.pool, self._ask, [(rk, it, o)]) for rk, _, it, o in missing]
+            got = [r[0] for r in await asyncio.gather(*futs)]
+        else:
+            got = await loop.run_in_executor(self.pool, self._ask,
+                                             [(rk, it, o) for rk, _, it, o in missing])
+        outs.update({(k, o): g for (_, k, _, o), g in zip(missing, got)})
+        return [self.judge.combine(it, {o: outs[(k, o)] for o in orders}) for k, it in todo]
+
+    async def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        import asyncio
+
         keys = [str(k) for k in batch["key"]]
         items = [PairwiseItem.model_validate_json(s) for s in batch["item"]]
         done = self.cache.get_many(keys) if self.cache is not None else {}
@@ -97,7 +159,11 @@ class JudgeActor:
         fresh: dict[str, Judgment] = {}
         if todo:
             try:
-                got = self.judge.judge([it for _, it in todo])
+                if self.per_order:
+                    got = await self._per_order(todo)
+                else:
+                    got = await asyncio.get_running_loop().run_in_executor(
+                        self.pool, self.judge.judge, [it for _, it in todo])
                 if len(got) != len(todo):
                     raise RuntimeError(f"judge returned {len(got)} judgments for {len(todo)} pairs")
             except Exception as err:  # a judge bug must not lose the batch: rows with errors
@@ -120,6 +186,7 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
     """Judge every pair (cache first); returns judgments in input order and throughput stats."""
     t0 = time.monotonic()
     stats = PipelineStats(n_total=len(items))
+    judge_cfg.preflight()  # a missing API key fails here, not in every actor
     spec = judge_cfg.cache_spec()
     keys = [pair_cache_key(spec, it) for it in items]
     cache = JudgmentCache(cache_path) if cache_path else None
@@ -141,12 +208,16 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
         rows = [{"key": k, "item": first[k].model_dump_json()} for k in todo_keys]
         n_actors = max(1, min(concurrency or judge_cfg.concurrency, len(rows)))
         bs = batch_size or judge_cfg.actor_batch_size
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), n_actors * 4)))
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), n_actors * 8)))
         ds = ds.map_batches(
             JudgeActor,
             fn_constructor_kwargs={"judge_cfg_json": judge_cfg.model_dump_json(),
                                    "cache_path": str(cache_path) if cache_path else None},
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            # Several blocks in flight per (async) actor: a block held up by one slow request
+            # does not stop the actor from taking the next ones.
+            compute=ray.data.ActorPoolStrategy(size=n_actors,
+                                               max_tasks_in_flight_per_actor=CALLS_PER_ACTOR,
+                                               max_concurrent_calls_per_actor=CALLS_PER_ACTOR),
             batch_size=bs,
             num_cpus=judge_cfg.actor_num_cpus(),
             num_gpus=judge_cfg.num_gpus or None,
@@ -178,6 +249,12 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
             stats.n_ok += 1
             stats.n_ties += j.label == "tie"
     stats.records_per_s = stats.n_requested / stats.wall_s if stats.wall_s > 0 else 0.0
+    if stats.n_errors and stats.n_ok == 0:
+        raise JudgeFailed(f"the judge failed on all {stats.n_errors} pairs ({_why(judgments)}); "
+                          "nothing was cached, fix the judge and rerun to label them")
+    if stats.n_errors:
+        log.warning("the judge failed on %d of %d pairs (%s); a rerun retries only those",
+                    stats.n_errors, stats.n_total, _why(judgments))
     log.info("labelled %d pairs: %d from cache, %d judged, %d errors, %.1f pairs/s",
              stats.n_total, stats.n_cached, stats.n_requested, stats.n_errors, stats.records_per_s)
     return judgments, stats

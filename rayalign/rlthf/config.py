@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rayalign.config import RayConfig, StrictModel
+from rayalign.config import RayConfig, StrictModel, operational
+from rayalign.feedback.config import JudgeConfig
 from rayalign.feedback.simulated import SimulatedLabellerConfig
 from rayalign.rewards.embedding_head import EmbeddingHeadConfig
 from rayalign.rlthf.select import PAPER_BACKOFF_AFTER, PAPER_BACKOFF_SCHEDULE
@@ -22,6 +23,13 @@ class DataConfig(StrictModel):
     shards: int = Field(default=1, ge=1, description="run the loop on 1/shards of the train split")
     shard_index: int = Field(default=0, ge=0)
 
+    def preflight(self) -> None:
+        """Before any actor starts: a data path that does not exist is the user's to fix."""
+        from pathlib import Path
+
+        if not self.path.startswith("bundled:") and not Path(self.path).expanduser().exists():
+            raise FileNotFoundError(f"data.path: {self.path} does not exist")
+
     @model_validator(mode="after")
     def _shard_in_range(self):
         if self.shard_index >= self.shards:
@@ -35,8 +43,7 @@ class LabellerConfig(StrictModel):
     kind: Literal["simulated", "replay", "judge"] = "simulated"
     simulated: SimulatedLabellerConfig = Field(default_factory=SimulatedLabellerConfig)
     replay_path: str | None = None
-    #: a ``rayalign.feedback.config.JudgeConfig`` mapping
-    judge: dict[str, Any] | None = None
+    judge: JudgeConfig | None = None
 
     @model_validator(mode="after")
     def _needs(self):
@@ -44,11 +51,6 @@ class LabellerConfig(StrictModel):
             raise ValueError("labeller.kind 'replay' needs labeller.replay_path")
         if self.kind == "judge" and not self.judge:
             raise ValueError("labeller.kind 'judge' needs a labeller.judge mapping")
-        if self.judge is not None:  # fail at load time, not after the embeddings are paid for
-            from rayalign.config import validate_config
-            from rayalign.feedback.config import JudgeConfig
-
-            validate_config(JudgeConfig, self.judge, source="labeller.judge")
         return self
 
 
@@ -57,9 +59,9 @@ class HumanConfig(StrictModel):
 
     kind: Literal["simulated", "queue"] = "simulated"
     error_rate: float = Field(default=0.0, ge=0.0, lt=0.5, description="simulated human only")
-    poll_seconds: float = Field(default=10.0, gt=0)
-    wait_timeout_s: float | None = Field(
-        default=None, description="queue only: stop (resumable) if a batch is not done in time")
+    poll_seconds: float = operational(10.0, gt=0)
+    wait_timeout_s: float | None = operational(
+        None, description="queue only: stop (resumable) if a batch is not done in time")
 
 
 class GroundTruthConfig(StrictModel):
@@ -95,7 +97,7 @@ class CurveConfig(StrictModel):
 
 class RLTHFConfig(StrictModel):
     name: str = "rlthf"
-    run_dir: str | None = Field(default=None, description="default: runs/<name>")
+    run_dir: str | None = operational(None, description="default: runs/<name>")
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
     labeller: LabellerConfig = Field(default_factory=LabellerConfig)

@@ -103,9 +103,25 @@ def check_limits(texts: list[tuple[str, str, str]], n_items: int, cfg: dict[str,
 
 
 def build_fastapi_app():
-    from fastapi import FastAPI
+    """The FastAPI app: no docs/OpenAPI routes, and validation errors that are always JSON.
 
-    return FastAPI(title="rayalign reward model", docs_url=None, redoc_url=None)
+    FastAPI echoes each rejected value in a 422 body; a ``NaN``/``Infinity`` literal (which
+    Python's JSON parser accepts) cannot be encoded back, so the default handler turned a
+    client error into a 500. Our handler echoes no values, only where and why.
+    """
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI(title="rayalign reward model", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    return app
 
 
 def build_deployment(cfg: RMServeConfig):
