@@ -13,6 +13,7 @@ split into flips (free) and human answers (paid) × ROI on human answers alone (
 curated-label accuracy per 1 % of the corpus human-labelled) × ROI on RM test accuracy ×
 accuracy of the DPO corpus written, mean ± sd over seeds.
 Run:  python benchmarks/rlthf_hh.py [--seeds 0 1 2] [--errors length uniform]
+"""
 
 from __future__ import annotations
 
