@@ -63,10 +63,10 @@ def eyes_off_check(order: Sequence[str], labels: dict[str, str], truth: dict[str
                    trusted_cut: int | None) -> dict[str, int | None]:
     """Wrong labels vs ground truth in the top 0.1 % of the curve (≥ 1 pair) and the trusted head."""
     n_top = max(1, math.ceil(TOP_LEFT_FRACTION * len(order))) if order else 0
-    if truth is None:
-        return {"top_left_n": n_top, "top_left_wrong": None, "trusted_wrong": None}
     head = order[: trusted_cut or 0]
-    return {"top_left_n": n_top,
+    if truth is None:
+        return {"top_left_n": n_top, "top_left_wrong": None, "trusted_head": len(head), "trusted_wrong": None}
+    return {"top_left_n": n_top, "trusted_head": len(head),
             "top_left_wrong": sum(labels[i] != truth[i] for i in order[:n_top]),
             "trusted_wrong": sum(labels[i] != truth[i] for i in head)}
 

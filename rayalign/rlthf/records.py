@@ -91,6 +91,7 @@ class IterationRow(Accuracies, Spend):
     # -- the paper's eyes-off sanity check of the curve's top-left ---------------------------
     top_left_n: int | None = None            # pairs in the top 0.1 % of the curve (≥ 1)
     top_left_wrong: int | None = None        # of those, labels wrong vs ground truth
+    trusted_head: int | None = None          # pairs left of the backed-off knee
     trusted_wrong: int | None = None         # labels wrong vs ground truth in the trusted head
     spot_check: int | None = None            # top-left pairs shown to people this iteration
     spot_check_disagree: int | None = None   # of those, people disagreed with the label
