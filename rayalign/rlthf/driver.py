@@ -28,6 +28,7 @@ from rayalign.rewards.crossfit import cross_fitted_diff
 from rayalign.rlthf import accounting as acc
 from rayalign.rlthf.baselines import baseline_label_sets
 from rayalign.rlthf.config import RLTHFConfig
+from rayalign.rlthf.corpus import load_items
 from rayalign.rlthf.curve import analyze_curve
 from rayalign.rlthf.final import final_labels, final_summary, write_final
 from rayalign.rlthf.ground_truth import GroundTruth, clean_ground_truth, load_ground_truth, save_ground_truth
@@ -53,35 +54,6 @@ def make_backend(cfg: RLTHFConfig, cache_dir: Path):
 
     lora_cfg = validate_config(LoraRMConfig, cfg.reward_model.lora or {}, source="reward_model.lora")
     return LoraRewardBackend(lora_cfg, cfg.ray)
-
-
-def load_items(cfg: RLTHFConfig) -> tuple[list[PairwiseItem], dict[str, Any]]:
-    """Pairs in seeded A/B order (label = the dataset's human winner) and the load report."""
-    from rayalign.data.splits import assign_ab_order
-
-    path = cfg.data.path
-    if path.startswith("bundled:"):
-        from rayalign.data.bundled import bundled_path
-
-        path = str(bundled_path(path.split(":", 1)[1]))
-    if cfg.data.kind == "hh":
-        from rayalign.data.loaders import load_hh_rlhf as load
-    else:
-        from rayalign.data.loaders import load_preferences as load
-    pairs = load(path, skip_bad_rows=cfg.data.skip_bad_rows)
-    report = pairs.report.to_dict() if hasattr(pairs, "report") else {}
-    pairs = list(pairs)
-    if cfg.data.limit:
-        pairs = pairs[: cfg.data.limit]
-    # Duplicate pairs (same prompt and answers) would leak between train and test.
-    seen: set[str] = set()
-    unique = []
-    for p in pairs:
-        if p.id not in seen:
-            seen.add(p.id)
-            unique.append(p)
-    report["duplicates_dropped"] = len(pairs) - len(unique)
-    return assign_ab_order(unique, seed=cfg.seed), report
 
 
 class RLTHFLoop:
@@ -181,17 +153,10 @@ class RLTHFLoop:
 
     def _annotator(self) -> HumanAnnotator:
         if self._human is None:
-            if self.cfg.human.kind == "simulated":
-                from rayalign.humans.simulated import SimulatedHuman
+            from rayalign.humans.factory import make_annotator
 
-                if self.gt is None:
-                    raise ValueError("a simulated human needs ground-truth labels in the data")
-                self._human = SimulatedHuman(self.gt.labels, self.cfg.human.error_rate, seed=self.cfg.seed)
-            else:
-                from rayalign.humans.queue import AnnotationQueue, QueueAnnotator
-
-                self._human = QueueAnnotator(AnnotationQueue(self.run.file("humans", "queue.sqlite")),
-                                             name="annotation-queue")
+            self._human = make_annotator(self.cfg.human, truth=self.gt.labels if self.gt else None,
+                                         seed=self.cfg.seed, queue_path=self.run.file("humans", "queue.sqlite"))
         return self._human
 
     # ------------------------------------------------------------------ measuring
@@ -304,15 +269,15 @@ class RLTHFLoop:
         cfg = self.cfg
         if self.run.is_done("baselines") or not cfg.baselines:
             return
-        if self.gt is None or cfg.human.kind != "simulated":
-            log.warning("baselines need ground truth and a simulated human; skipped")
+        if self.gt is None or cfg.human.kind not in ("simulated", "recorded"):
+            log.warning("baselines need ground truth and a simulated or recorded human; skipped")
             self.run.mark_done("baselines", skipped=True)
             return
-        from rayalign.humans.simulated import SimulatedHuman
+        from rayalign.humans.factory import make_annotator
 
         sel0 = read_record(self.run.path / "iterations" / "iter_00" / "selection.json", SelectionRecord)
         sets = baseline_label_sets(cfg.baselines, shard_ids=self.shard_ids, base_labels=self.base.labels,
-                                   human=SimulatedHuman(self.gt.labels, cfg.human.error_rate, seed=cfg.seed + 1),
+                                   human=make_annotator(cfg.human, truth=self.gt.labels, seed=cfg.seed + 1),
                                    items_by_id=self.by_id, human_levels=human_levels,
                                    flips0=sel0.flips if sel0 else [], seed=cfg.seed)
         for b in sets:
@@ -382,7 +347,8 @@ class RLTHFLoop:
                 "baselines": [r.to_json() for r in latest(rows, BaselineRow)],
                 "ground_truth": self.gt.tag if self.gt else None,
                 "simulated_labeller": self.simulated_labeller,
-                "simulated_human": self.cfg.human.kind == "simulated"}
+                "simulated_human": self.cfg.human.kind == "simulated",
+                "recorded_human": self.cfg.human.mode if self.cfg.human.kind == "recorded" else None}
 
 
 def _pct(v: float | None) -> str:
