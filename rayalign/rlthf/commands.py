@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_progress(console, rows_seen: set, run_dir: Path) -> None:
-    from rayalign.rlthf.driver import format_baseline, format_iteration
+    from rayalign.rlthf.progress import format_baseline, format_iteration
     from rayalign.rlthf.records import BaselineRow, IterationRow, parse_metric
 
     path = run_dir / "metrics.jsonl"

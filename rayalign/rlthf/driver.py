@@ -33,6 +33,7 @@ from rayalign.rlthf.curve import analyze_curve
 from rayalign.rlthf.final import final_labels, final_summary, write_final
 from rayalign.rlthf.ground_truth import GroundTruth, clean_ground_truth, load_ground_truth, save_ground_truth
 from rayalign.rlthf.labelling import collect_ai_labels, get_ai_labels
+from rayalign.rlthf.progress import format_baseline, format_iteration, pct
 from rayalign.rlthf.records import (BaselineRow, CurveRecord, IterationRow, MarginRow, SelectionRecord,
                                     latest, read_metrics, read_record, write_record)
 from rayalign.rlthf.rounds import LoopState, RoundPlan, apply_round, plan_round, round_budget
@@ -308,8 +309,7 @@ class RLTHFLoop:
         self.run.log_metrics(**info)
         self.run.mark_done("final", **{k: v for k, v in info.items() if k != "kind"})
         log.info("final: %d pairs written for DPO (%s), accuracy %s (curated labels %s, final RM alone %s)",
-                 info["pairs"], cfg.final_labels, _pct(info["written_acc"]), _pct(info["curated_acc"]),
-                 _pct(info["rm_only_acc"]))
+                 info["pairs"], cfg.final_labels, pct(info["written_acc"]), pct(info["curated_acc"]), pct(info["rm_only_acc"]))
         return info
 
     # ------------------------------------------------------------------ main
@@ -349,28 +349,6 @@ class RLTHFLoop:
                 "simulated_labeller": self.simulated_labeller,
                 "simulated_human": self.cfg.human.kind == "simulated",
                 "recorded_human": self.cfg.human.mode if self.cfg.human.kind == "recorded" else None}
-
-
-def _pct(v: float | None) -> str:
-    return "  n/a " if v is None else f"{100 * v:5.1f}%"
-
-
-def format_iteration(r: IterationRow) -> str:
-    """The one line an iteration logs: RM test accuracy first (the paper's metric)."""
-    return (f"iteration {r.iteration}: RM test acc {_pct(r.rm_test_acc)}  curated-label acc {_pct(r.curated_acc)} "
-            f"(from flips {_signed(r.gain_from_flips)}, from humans {_signed(r.gain_from_humans)})  "
-            f"human {r.human_count} ({r.human_pct:.1f}% of corpus)  bought {r.human_batch if r.human_batch is not None else '-'}"
-            f"  flips {r.flips if r.flips is not None else '-'}  curve e/k/r={r.elbow}/{r.knee}/{r.reflection}"
-            + (f" [fallback: {r.curve_fallback}]" if r.curve_fallback else ""))
-
-
-def format_baseline(r: BaselineRow) -> str:
-    return (f"baseline {r.method:<12} RM test acc {_pct(r.rm_test_acc)}  curated-label acc {_pct(r.curated_acc)}  "
-            f"human {r.human_count} ({r.human_pct:.1f}% of corpus)")
-
-
-def _signed(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:+.1f} pts"
 
 
 def remote_driver(num_cpus: float = 0):
