@@ -202,9 +202,9 @@ def _reading(iters: list[IterationRow], baselines: list[BaselineRow], final: Fin
                 + ", ".join(f"{n} ({_pct(v)})" for n, v in below)
                 + f" although its curated labels are more accurate ({_pct(last.curated_acc)}): RLTHF's RM trains "
                 f"only on the human answers (×α) and the trusted head of the curve ({last.train_size} pairs), "
-                "while the baselines train on every pair, and a frozen-encoder RM is robust to label noise, so "
-                "more (noisier) pairs can beat fewer clean ones on held-out data. The labels are better; the "
-                "model trained on the reduced set is not.")
+                "while the baselines train on every pair of the shard; an RM that tolerates label noise (the "
+                "frozen-encoder head does) can do better on held-out pairs with more, noisier pairs than with "
+                "fewer, cleaner ones. The labels are better; the model trained on the reduced set is not.")
         if any(r.gain_from_flips for r in iters):
             out.append(f"Of the curated-label gain at iteration {last.iteration}, {_pts(last.gain_from_flips)} "
                        f"come from flips (free) and {_pts(last.gain_from_humans)} from human answers (paid).")
