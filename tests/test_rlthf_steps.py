@@ -115,6 +115,21 @@ def test_random_flips_baseline_gets_rlthf_iteration0_flip_step():
     assert rf.flips == 2 and by[("full_human", 20)].labels == truth
 
 
+def test_baseline_picks_without_an_answer_are_still_spend():
+    """A recorded human who says "tie" on a pick: the pick keeps its AI label but counts as spend."""
+    class TieOnFirst:
+        name, simulated = "recorded-tie", False
+
+        def request_labels(self, batch_id, items, ai, rationales=None):
+            return {it.id: "B" for it in items[1:]}
+
+    sets = baseline_label_sets(["random"], shard_ids=IDS, base_labels={i: "A" for i in IDS}, human=TieOnFirst(),
+                               items_by_id=items(), human_levels=[4], flips0=[], seed=0)
+    origins = sets[0].origins
+    assert sorted(o for o in origins.values() if o != "ai") == ["human"] * 3 + ["human_nolabel"]
+    assert human_counts(origins, IDS, n_train=20)["human_count"] == 4
+
+
 def test_final_relabel_keeps_curated_and_scores_by_origin():
     train = [f"t{i}" for i in range(10)]
     shard = train[:6]

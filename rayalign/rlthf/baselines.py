@@ -57,7 +57,8 @@ def baseline_label_sets(methods: Sequence[str], *, shard_ids: Sequence[str], bas
     for n in levels:
         picked = perm[:n]
         answers = human.request_labels(f"random-{n}", [items_by_id[i] for i in picked], {}) or {}
-        human_origins = {i: "human" for i in answers}
+        # a pick without an A/B answer (a recorded tie) was still shown to people: spend
+        human_origins = {i: "human" if i in answers else "human_nolabel" for i in picked}
         if "random" in methods:
             out.append(BaselineLabels("random", {**base_labels, **answers},
                                       {**base_origins, **human_origins}, n))
@@ -67,5 +68,6 @@ def baseline_label_sets(methods: Sequence[str], *, shard_ids: Sequence[str], bas
     if "full_human" in methods:
         answers = human.request_labels("full", [items_by_id[i] for i in shard_ids], {}) or {}
         out.append(BaselineLabels("full_human", {**base_labels, **answers},
-                                  {**base_origins, **{i: "human" for i in answers}}, len(answers)))
+                                  {**base_origins, **{i: "human" if i in answers else "human_nolabel"
+                                                      for i in shard_ids}}, len(shard_ids)))
     return out

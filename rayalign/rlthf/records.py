@@ -25,6 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rayalign.humans.ledger import HumanLabelRow  # noqa: F401  (re-exported: part of the schema)
 from rayalign.runs import atomic_write_json, read_jsonl
 
+__all__ = ["Accuracies", "BaselineRow", "CurveRecord", "FinalRow", "HumanLabelRow", "IterationRow", "MarginRow",
+           "MetricRow", "OriginStat", "SelectionRecord", "Spend", "latest", "parse_metric", "read_metrics",
+           "read_record", "write_record"]
+
 
 class Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
