@@ -125,7 +125,8 @@ def _human_info(run_dir: Path, cfg: dict) -> dict[str, Any]:
     simulated = any(r.get("simulated") for r in rows) or human_cfg.get("kind") == "simulated"
     annotators = sorted({str(r.get("annotator")) for r in rows if r.get("annotator")})
     info: dict[str, Any] = {"labels": len(rows), "simulated": simulated,
-                            "annotators": annotators, "queue": None}
+                            "annotators": annotators, "queue": None,
+                            "recorded": human_cfg.get("mode") if human_cfg.get("kind") == "recorded" else None}
     from rayalign.humans.queue import AnnotationQueue, default_queue_path
 
     qpath = default_queue_path(run_dir)
@@ -153,6 +154,8 @@ def write_report(run_dir: str | Path) -> Path:
     labeller = next((r.get("labeller") for r in iters if r.get("labeller")), None)
     if labeller is None and isinstance(cfg.get("labeller"), dict):
         labeller = cfg["labeller"].get("kind")
+    if labeller == "replay" and isinstance(cfg.get("labeller"), dict) and cfg["labeller"].get("replay_path"):
+        labeller = f"replay of recorded judgments ({cfg['labeller']['replay_path']})"
     humans = _human_info(run_dir, cfg)
     name = run_dir.resolve().name
 
@@ -226,7 +229,8 @@ def write_report(run_dir: str | Path) -> Path:
     c_headers = ["iteration", "pairs", "elbow", "knee", "reflection", "elbow margin", "flips",
                  "human batch", "wrong labels (vs GT)", "fallback"]
     h_who = ("simulated human (replays ground truth)" if humans["simulated"] else
-             "people (annotation queue / imports)")
+             f"recorded human votes ({humans['recorded']}; real annotators' answers in the data)"
+             if humans.get("recorded") else "people (annotation queue / imports)")
     facts = [
         ("run", name), ("job", manifest.get("job", "rlthf")),
         ("status", manifest.get("status", "unknown")),
