@@ -58,10 +58,13 @@ def test_replay_bad_files_are_clear_errors(tmp_path):
         build_judge(JudgeConfig(kind="replay", settings={"path": str(tmp_path / "nope.jsonl")}))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "p0", "label": "A"}\n{"id": "p1", "label": "maybe"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+    with pytest.raises(ValueError, match=r"bad.jsonl, row 1 \(line 2\), field 'label'"):
         read_recorded(bad)
     bad.write_text("not json\n")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad.jsonl, row 0 \(line 1\): invalid JSON"):
+        read_recorded(bad)
+    bad.write_bytes(b'{"id": "p0", "label": "A"}\n{"id": "p\xff", "label": "A"}\n')
+    with pytest.raises(ValueError, match=r"row 1 \(line 2\): not valid UTF-8"):
         read_recorded(bad)
     # a row with neither label nor error is an error row, never a silent default
     _write(bad, [{"id": "p0"}])

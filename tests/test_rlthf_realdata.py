@@ -25,7 +25,7 @@ def embed_cache(tmp_path_factory) -> Path:
 def pandalm_config(embed_cache: Path, **over) -> RLTHFConfig:
     data = {
         "name": "pandalm-test", "seed": 0,
-        "data": {"kind": "pandalm", "path": "bundled:pandalm", "limit": 150, "test_fraction": 0.2},
+        "data": {"kind": "pandalm", "path": "bundled:pandalm", "limit": 120, "test_fraction": 0.2},
         "labeller": {"kind": "replay", "replay_path": "bundled:pandalm_gpt35"},
         "human": {"kind": "recorded", "mode": "majority"},
         "ground_truth": {"mode": "raw"},
@@ -81,7 +81,7 @@ def test_round_trip_label_replay_rlthf_keeps_every_label(ray_local, tmp_path, em
     # mix-up between label and rlthf would show as inverted labels.
     cfg_path.write_text(yaml.safe_dump({
         "run_dir": str(label_run), "input": "bundled:pandalm", "input_format": "pandalm",
-        "limit": 150, "seed": 0,
+        "limit": 120, "seed": 0,
         "judge": {"kind": "simulated", "concurrency": 1,
                   "settings": {"target_agreement": 0.75, "errors": "uniform", "position_bias": 2.0}}}))
     assert main(["label", "--config", str(cfg_path)]) == 0
@@ -90,7 +90,7 @@ def test_round_trip_label_replay_rlthf_keeps_every_label(ray_local, tmp_path, em
 
     from rayalign.feedback.inputs import load_pairs
 
-    shown = {it.id: it for it in load_pairs("bundled:pandalm", "pandalm", 150, seed=0)}
+    shown = {it.id: it for it in load_pairs("bundled:pandalm", "pandalm", 120, seed=0)}
 
     def preferred(item: dict, label: str) -> str:
         return item["response_a"] if label == "A" else item["response_b"]

@@ -39,7 +39,6 @@ edited file never serves stale answers.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,19 +81,29 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()[:24]
 
 
-def _row_to_judgment(row: Any, where: str, judge: str) -> Judgment:
+class _BadRow(ValueError):
+    def __init__(self, field: str | None, reason: str):
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+def _row_to_judgment(row: Any, judge: str) -> Judgment:
+    """One recorded row as a Judgment; raises ``_BadRow(field, reason)``."""
     if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        raise _BadRow(None, f"expected a JSON object, got {type(row).__name__}")
     iid = row.get("item_id", row.get("id"))
-    lab = row.get("label")
-    if not isinstance(iid, str) or not iid or lab not in _LABELS:
-        raise ValueError(f"{where}: needs a string 'id' (or 'item_id') and a 'label' of A, B or tie")
+    if not isinstance(iid, str) or not iid:
+        raise _BadRow("id", "needs a string 'id' (or 'item_id')")
+    if row.get("label") not in _LABELS:
+        raise _BadRow("label", f"must be A, B, tie or null, got {row.get('label')!r}")
     fields = {k: v for k, v in row.items() if k in _JUDGMENT_FIELDS and k not in ("item_id", "judge")}
     recorded_by = row.get("judge")
     try:
         j = Judgment(item_id=iid, judge=judge, **fields)
     except ValidationError as err:
-        raise ValueError(f"{where}: not a valid judgment row ({err.errors()[0]['msg']})") from None
+        first = err.errors()[0]
+        raise _BadRow(".".join(map(str, first["loc"])) or None,
+                      f"not a valid judgment row ({first['msg']})") from None
     if j.rationale == "" and isinstance(recorded_by, str) and recorded_by:
         j.rationale = f"replayed from {recorded_by}"
     if j.label is None and j.error is None:
@@ -105,30 +114,31 @@ def _row_to_judgment(row: Any, where: str, judge: str) -> Judgment:
 
 
 def read_recorded(path: str | Path) -> dict[str, Judgment]:
-    """Every recorded judgment of ``path`` by item id (later rows win); raises on bad rows."""
+    """Every recorded judgment of ``path`` by item id (later rows win); a bad row raises a
+    ``DataError`` naming file, row (line) and field."""
+    from rayalign.data.errors import DataError
+    from rayalign.data.loaders import iter_json_rows
+
     name = _bundled_name(path)
     if name is not None:
         from rayalign.data.bundled import bundled_verdicts
         from rayalign.data.votes import pandalm_verdict_rows
 
-        rows = pandalm_verdict_rows(*bundled_verdicts(name))
-        return {j.item_id: j for j in (_row_to_judgment(r, f"bundled:{name}: pair {r.get('id')}",
-                                                        f"replay:{name}") for r in rows)}
+        return {r["id"]: _row_to_judgment(r, f"replay:bundled:{name}")
+                for r in pandalm_verdict_rows(*bundled_verdicts(name))}
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"replay judgments file not found: {p}")
     judge = f"replay:{p.name}"
     by_id: dict[str, Judgment] = {}
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{p}:{n}: not valid JSON ({err.msg})") from None
-            j = _row_to_judgment(row, f"{p}:{n}", judge)
-            by_id[j.item_id] = j
+    for row, line, obj in iter_json_rows(p):
+        if isinstance(obj, DataError):
+            raise obj
+        try:
+            j = _row_to_judgment(obj, judge)
+        except _BadRow as e:
+            raise DataError(p, e.reason, row=row, line=line, field=e.field) from None
+        by_id[j.item_id] = j
     return by_id
 
 

@@ -121,7 +121,8 @@ def _human_info(run_dir: Path, cfg: dict) -> dict[str, Any]:
     simulated = any(r.simulated for r in rows) or human_cfg.get("kind") == "simulated"
     info: dict[str, Any] = {"labels": len(rows), "answered": sum(r.label is not None for r in rows),
                             "simulated": simulated, "annotators": sorted({r.annotator for r in rows}),
-                            "queue": None}
+                            "queue": None,
+                            "recorded": human_cfg.get("mode") if human_cfg.get("kind") == "recorded" else None}
     from rayalign.humans.queue import AnnotationQueue, default_queue_path
 
     qpath = default_queue_path(run_dir)
@@ -245,6 +246,8 @@ def collect(run_dir: str | Path) -> ReportData:
     labeller = next((r.labeller for r in iters if r.labeller), None)
     if labeller is None and isinstance(cfg.get("labeller"), dict):
         labeller = cfg["labeller"].get("kind")
+    if labeller == "replay" and isinstance(cfg.get("labeller"), dict) and cfg["labeller"].get("replay_path"):
+        labeller = f"replay of recorded judgments ({cfg['labeller']['replay_path']})"
     humans = _human_info(run_dir, cfg)
 
     figures: list[Figure] = []
@@ -342,7 +345,8 @@ def collect(run_dir: str | Path) -> ReportData:
               "yes" if s["complete"] else "no"] for s in humans["queue"]])))
 
     who = ("simulated human (replays ground truth)" if humans["simulated"] else
-           "people (annotation queue / imports)")
+           f"recorded human votes ({humans['recorded']}; real annotators' answers in the data)"
+           if humans.get("recorded") else "people (annotation queue / imports)")
     facts = [("run", run_dir.resolve().name), ("job", manifest.get("job", "rlthf")),
              ("status", manifest.get("status", "unknown")),
              ("AI labeller", labeller or "unknown"),
