@@ -137,10 +137,31 @@ def test_report_is_self_contained_and_names_simulation(tmp_path):
     assert "Random annotation" in page and "Full human" in page and "AI labels only" in page
     assert "relabelled_trl.jsonl" in page and "83.0 %" in page
     assert "gain per 1 % human" in page  # ROI table
+    # honest accounting and readable keys (issues 13, 14.20)
+    assert "Random annotation + the same flip step" in page and "gain from human answers (paid)" in page
+    assert page.index("RM test acc") < page.index("curated-label acc")     # the paper's metric first
+    assert "from_iteration" not in page and "relabel_acc" not in page and "written_acc" not in page
+    assert "accuracy of the DPO corpus (what was written)" in page and "curated: AI label" in page
+    assert "Eyes-off check" in page and "Reading this report" in page
+    assert "used from iteration k+1 on" in page   # one numbering of human batches, explained
     md = (run / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) == 5 and all((run / p).is_file() for p in links)
     assert "simulated" in md
+
+
+def test_collect_then_render(tmp_path):
+    """collect() reads the run into plain data; rendering is formatting only (same data, two formats)."""
+    from rayalign.reports.rlthf_report import collect, render_html, render_markdown
+
+    data = collect(make_run(tmp_path))
+    titles = [s.title for s in data.sections]
+    assert titles[:2] == ["Results at equal human budget", "Return on human effort"]
+    res = data.sections[0].table
+    assert res.headers[3] == "RM test acc" and len(res.rows) == 3 + 4 + 1 + 1   # iterations, random x4, ai, full
+    html, md = render_html(data), render_markdown(data)
+    for row in res.rows:
+        assert " | ".join(row) in md and all(c in html for c in row)
 
 
 def test_report_without_ground_truth_or_baselines_and_people(tmp_path):
