@@ -29,7 +29,7 @@ def small_config(embed_cache: Path, **over) -> RLTHFConfig:
         "ground_truth": {"mode": "cleaned", "folds": 3},
         "reward_model": {"embedding_head": {"cache_dir": str(embed_cache), "num_actors": 1}},
         "iterations": 2, "human_budget_pct": 5.0,
-        "baselines": ["ai_only", "random", "full_human"],
+        "baselines": ["ai_only", "random", "random_flips", "full_human"],
     }
     data.update(over)
     return validate_config(RLTHFConfig, data)
@@ -84,6 +84,40 @@ def test_loop_end_to_end(ray_local, tmp_path, embed_cache):
     relab = {r["id"]: r for r in read_jsonl(run / "final" / "relabelled.jsonl")}
     assert all(relab[r["id"]]["label"] == r["label"] for r in ledger)
     assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    # honest accounting: the curated gain splits exactly into flips (free) and human answers (paid)
+    for r in iters:
+        gain = r["curated_acc"] - iters[0]["curated_acc"]
+        assert r["gain_from_flips"] + r["gain_from_humans"] == pytest.approx(gain, abs=1e-9)
+        assert r["top_left_n"] == 1 and r["top_left_wrong"] in (0, 1) and r["trusted_wrong"] is not None
+    assert iters[0]["gain_from_flips"] == iters[0]["gain_from_humans"] == 0
+    # Random + the same flip step as RLTHF's iteration 0, at RLTHF's human levels
+    rf = sorted((b for b in summary["baselines"] if b["method"] == "random_flips"), key=lambda b: b["human_count"])
+    assert [b["human_count"] for b in rf] == [budget, 2 * budget]
+    assert all(b["flips"] == iters[0]["flip_candidates"] for b in rf)
+    # the DPO corpus is never worse than the curated labels it keeps, and is scored by origin
+    fin = summary["final"]
+    assert fin["labels"] == "curated_then_rm" and fin["pairs"] == shard
+    assert fin["written_acc_shard"] == pytest.approx(fin["curated_acc"]) == pytest.approx(iters[-1]["curated_acc"])
+    assert sum(o["pairs"] for o in fin["by_origin"].values()) == shard
+    assert fin["by_origin"]["human"]["acc"] == 1.0
+    assert (run / "report.html").is_file() and "Eyes-off check" in (run / "report.md").read_text()
+
+
+def test_rlthf_without_flips_and_eyes_off_spot_check(ray_local, tmp_path, embed_cache):
+    """``apply_flips: false`` (the ablation): no label is flipped, all gain is paid for; the
+    people's spot check of the curve's top is paid from the same budget."""
+    cfg = small_config(embed_cache, iterations=1, apply_flips=False, eyes_off_spot_check=2, baselines=[],
+                       final_relabel=False)
+    summary = RLTHFLoop(cfg, tmp_path / "run").run_loop()
+    r0, r1 = summary["iterations"]
+    assert r0["flips"] == 0 and r0["flip_candidates"] >= 0 and not r0["apply_flips"]
+    assert r0["spot_check"] == 2 and r0["spot_check_disagree"] is not None
+    assert r0["human_batch"] + r0["human_batch_no_label"] == 12       # spot check inside the budget
+    assert r1["gain_from_flips"] == 0 and r1["human_count"] == 12
+    sel = json.loads((tmp_path / "run" / "iterations" / "iter_00" / "selection.json").read_text())
+    assert len(sel["spot_check"]) == 2 and not sel["flips_applied"]
+    margins = read_jsonl(tmp_path / "run" / "iterations" / "iter_00" / "margins.jsonl")
+    assert [m["id"] for m in margins[:2]] == sel["spot_check"]        # the very top of the curve
 
 
 def test_resume_after_crash_never_asks_twice(ray_local, tmp_path, embed_cache):
@@ -106,12 +140,7 @@ def test_resume_after_crash_never_asks_twice(ray_local, tmp_path, embed_cache):
 
     labeller = CountingLabeller()
     loop = RLTHFLoop(cfg, tmp_path / "run", human=CrashingHuman(), labeller_fn=labeller)
-    loop._data()  # to reach ground truth for the fake human
-    import rayalign.rlthf.driver as drv
-    loop.backend = drv.make_backend(cfg, loop.run.sub("cache"))
-    loop.backend.prepare(loop.items)
-    loop._ground_truth()
-    gt_holder["gt"] = loop.gt.labels
+    gt_holder["gt"] = loop.prepare().labels  # ground truth for the fake human, before run_loop
     with pytest.raises(RuntimeError, match="simulated crash"):
         loop.run_loop()
     asked_first = labeller.asked
@@ -221,16 +250,10 @@ def test_loop_with_lora_reward_model_on_ray_train(ray_local, tmp_path):
     assert len(read_jsonl(tmp_path / "run" / "final" / "relabelled_trl.jsonl")) == 48
 
 
-def _loop_with_truth(cfg, run_path, **kw):
-    """A loop whose ground truth is computed up front, so test humans can answer from it."""
-    import rayalign.rlthf.driver as drv
-
-    loop = RLTHFLoop(cfg, run_path, **kw)
-    loop._data()
-    loop.backend = drv.make_backend(cfg, loop.run.sub("cache"))
-    loop.backend.prepare(loop.items)
-    loop._ground_truth()
-    return loop
+def _truth(cfg, run_path) -> dict:
+    """Ground truth computed up front (``prepare``: data + ground truth, no loop), so test
+    humans can answer from it; the loop run later on the same run dir reuses it."""
+    return RLTHFLoop(cfg, run_path).prepare().labels
 
 
 def test_crash_after_humans_answered_reuses_the_fixed_selection(ray_local, tmp_path, embed_cache, monkeypatch):
@@ -238,12 +261,11 @@ def test_crash_after_humans_answered_reuses_the_fixed_selection(ray_local, tmp_p
     the batch fixed before people were asked (no re-selection from a refit RM), so every
     label bought is used and nobody is asked again."""
     from rayalign.humans.simulated import SimulatedHuman
-    import rayalign.rlthf.driver as drv
+    import rayalign.rlthf.rounds as drv
 
     cfg = small_config(embed_cache, baselines=[], final_relabel=False)
-    loop = _loop_with_truth(cfg, tmp_path / "run")
-    truth = loop.gt.labels
-    loop._human = SimulatedHuman(truth)
+    truth = _truth(cfg, tmp_path / "run")
+    loop = RLTHFLoop(cfg, tmp_path / "run", human=SimulatedHuman(truth))
     real_build = drv.build_training_set
 
     def crash(**kw):
@@ -271,8 +293,7 @@ def test_ties_and_skips_are_spend_and_never_asked_again(ray_local, tmp_path, emb
     """A person who answers tie/skip on some pairs: those count as human spend, keep their AI
     label, are recorded in the ledger without a label, and are never selected again."""
     cfg = small_config(embed_cache, baselines=[], final_relabel=True, iterations=3)
-    loop = _loop_with_truth(cfg, tmp_path / "run")
-    truth = loop.gt.labels
+    truth = _truth(cfg, tmp_path / "run")
     seen: list[str] = []
 
     class HalfTieHuman:
@@ -282,8 +303,7 @@ def test_ties_and_skips_are_spend_and_never_asked_again(ray_local, tmp_path, emb
             seen.extend(it.id for it in items)
             return {it.id: truth[it.id] for n, it in enumerate(items) if n % 2 == 0}
 
-    loop._human = HalfTieHuman()
-    summary = loop.run_loop()
+    summary = RLTHFLoop(cfg, tmp_path / "run", human=HalfTieHuman()).run_loop()
     assert len(seen) == len(set(seen)) == 36      # 3 batches of 12, no pair shown twice
     ledger = read_jsonl(tmp_path / "run" / "humans" / "labels.jsonl")
     assert len(ledger) == 36 and sum(r["label"] is None for r in ledger) == 18
@@ -329,12 +349,12 @@ def test_queue_human_pauses_resumes_and_never_enqueues_twice(ray_local, tmp_path
     batch, a rerun after people answered goes on to the next batch, and no pair is ever
     enqueued twice (one answer per item per annotator, including a tie)."""
     from rayalign.humans.queue import AnnotationQueue
-    from rayalign.rlthf.driver import HumanLabelsPending
+    from rayalign.humans.ledger import HumanLabelsPending
 
     cfg = small_config(embed_cache, baselines=[], final_relabel=False,
                        human={"kind": "queue", "poll_seconds": 0.05, "wait_timeout_s": 0.2})
     run = tmp_path / "run"
-    truth = _loop_with_truth(cfg, run).gt.labels   # the test's "people" know the answers
+    truth = _truth(cfg, run)   # the test's "people" know the answers
     with pytest.raises(HumanLabelsPending, match="iter00"):
         RLTHFLoop(cfg, run).run_loop()
     queue = AnnotationQueue(run / "humans" / "queue.sqlite")

@@ -14,7 +14,9 @@ from rayalign.rlthf.select import PAPER_BACKOFF_AFTER, PAPER_BACKOFF_SCHEDULE
 
 
 class DataConfig(StrictModel):
-    kind: Literal["hh", "preferences"] = "hh"
+    #: ``pandalm``: PandaLM's test set; ``votes``: the generic votes JSONL (prompt, two
+    #: responses, several human votes; ``rayalign.data.votes``). Both: truth = human majority.
+    kind: Literal["hh", "preferences", "pandalm", "votes"] = "hh"
     #: a file/dir path, or ``bundled:<name>`` for data shipped in the package.
     path: str = "bundled:hh_rlhf_harmless"
     limit: int | None = Field(default=None, ge=10, description="use only the first N pairs")
@@ -42,6 +44,9 @@ class LabellerConfig(StrictModel):
 
     kind: Literal["simulated", "replay", "judge"] = "simulated"
     simulated: SimulatedLabellerConfig = Field(default_factory=SimulatedLabellerConfig)
+    #: recorded judgments: a JSONL (``rayalign label``'s ``judgments.jsonl``, or rows
+    #: ``{"id", "label"[, "shown_a"]}``), or ``bundled:pandalm_gpt35`` / ``bundled:pandalm_7b``
+    #: (real gpt-3.5-turbo / PandaLM-7B verdicts on the bundled PandaLM pairs).
     replay_path: str | None = None
     judge: JudgeConfig | None = None
 
@@ -49,19 +54,35 @@ class LabellerConfig(StrictModel):
     def _needs(self):
         if self.kind == "replay" and not self.replay_path:
             raise ValueError("labeller.kind 'replay' needs labeller.replay_path")
-        if self.kind == "judge" and not self.judge:
+        if self.kind == "judge" and self.judge is None:
             raise ValueError("labeller.kind 'judge' needs a labeller.judge mapping")
+        if self.replay_path and self.replay_path.startswith("bundled:"):
+            from rayalign.data.bundled import BUNDLED_VERDICTS
+
+            name = self.replay_path.split(":", 1)[1]
+            if name not in BUNDLED_VERDICTS:
+                raise ValueError(f"unknown bundled verdicts {name!r}; valid: "
+                                 + ", ".join(f"bundled:{n}" for n in sorted(BUNDLED_VERDICTS)))
         return self
 
 
 class HumanConfig(StrictModel):
-    """Who answers the selected pairs: a simulation of ground truth, or people via the queue."""
+    """Who answers the selected pairs: a simulation of ground truth, real votes recorded in
+    the data (``recorded``: PandaLM, votes JSONL), or people via the queue."""
 
-    kind: Literal["simulated", "queue"] = "simulated"
+    kind: Literal["simulated", "recorded", "queue"] = "simulated"
     error_rate: float = Field(default=0.0, ge=0.0, lt=0.5, description="simulated human only")
+    #: recorded human only: ``majority`` answers the human majority; ``single_annotator``
+    #: answers one annotator's recorded vote, drawn per pair (seeded): a realistic single
+    #: person, who sometimes says "tie" (spent, no label) or disagrees with the majority.
+    mode: Literal["majority", "single_annotator"] = "majority"
     poll_seconds: float = operational(10.0, gt=0)
+    #: Bounded by default: after this long the run stops (exit 3, nothing lost) and says how
+    #: to continue; rerunning the same command resumes the wait. None = wait without limit.
     wait_timeout_s: float | None = operational(
-        None, description="queue only: stop (resumable) if a batch is not done in time")
+        1800.0, gt=0, description="queue only: stop (resumable) if a batch is not done in time")
+    progress_every_s: float = operational(
+        60.0, gt=0, description="while waiting: an 'answered/total' line at least this often")
 
 
 class GroundTruthConfig(StrictModel):
@@ -122,18 +143,27 @@ class RLTHFConfig(StrictModel):
     #: disagreements are wrong (measured on HH's raw labels, where unaudited flips hurt).
     flip_audit: int = Field(default=0, ge=0)
     flip_audit_min_precision: float = Field(default=0.6, gt=0.0, le=1.0)
+    #: The "RLTHF without flips" ablation: False keeps every label right of the reflection
+    #: point as it is, so all of the gain must come from the paid human answers.
+    apply_flips: bool = True
+    #: The paper's eyes-off sanity check: people look at this many pairs from the very top
+    #: of each curve (the top-left < 0.1 %, where labels should all be right), paid from the
+    #: iteration's budget. The ground-truth side of the check is always reported.
+    eyes_off_spot_check: int = Field(default=0, ge=0)
     #: Beyond the paper: score each pair with an RM not trained on it (k folds), so the RM
     #: cannot hide label noise it memorised. None = auto: 5 for embedding_head (cheap),
     #: 0 (the paper's plain margins) for lora, where k extra trainings per iteration cost GPU hours.
     cross_fit_folds: int | None = Field(default=None, ge=0)
 
-    baselines: list[Literal["ai_only", "random", "full_human"]] = Field(
-        default_factory=lambda: ["ai_only", "random", "full_human"])
+    #: ``random_flips``: Random annotation after the same flip step as RLTHF's iteration 0.
+    baselines: list[Literal["ai_only", "random", "random_flips", "full_human"]] = Field(
+        default_factory=lambda: ["ai_only", "random", "random_flips", "full_human"])
     final_relabel: bool = True
-    #: ``rm``: the final RM labels every train pair (the paper), human answers kept.
-    #: ``curated_then_rm``: the shard keeps its curated labels (human, flipped, trusted AI),
-    #: the RM labels only the rest — better when the RM is weaker than the curation.
-    final_labels: Literal["rm", "curated_then_rm"] = "rm"
+    #: ``curated_then_rm`` (default): the shard keeps its curated labels (human answers,
+    #: flips, AI labels), the final RM labels only pairs the loop never saw — so the DPO
+    #: corpus is never worse than what was curated (rlthf/final.py says why).
+    #: ``rm``: the paper's variant, the final RM labels every train pair, human answers kept.
+    final_labels: Literal["rm", "curated_then_rm"] = "curated_then_rm"
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
