@@ -85,3 +85,41 @@ def test_replay_through_the_labelling_pipeline(ray_local, tmp_path):
     got, stats = label_pairs_with_stats(_items(3), cfg, cache_path=tmp_path / "c.sqlite")
     assert [j.label for j in got] == ["A", "B", None] and "no recorded judgment" in got[2].error
     assert stats.n_errors == 1 and stats.judge == "replay:judgments.jsonl" and not stats.simulated
+
+
+def test_replay_maps_a_recorded_label_onto_the_current_order(tmp_path):
+    """A recorded "A" is the response the judge saw first: shown the other way round, the
+    same verdict is "B". Without this a replay into another order inverts the label."""
+    from rayalign.data.schema import response_key
+
+    items = _items(3)
+    rec = _write(tmp_path / "r.jsonl", [
+        {"id": "p0", "label": "A", "shown_a": response_key("a0")},                  # same order
+        {"id": "p1", "label": "A", "shown_a": response_key("b1"), "score_a": 9.0, "score_b": 1.0},
+        {"id": "p2", "label": "B", "shown_a": response_key("something else")},
+    ])
+    got = load_replay(rec, items)
+    assert [j.label for j in got] == ["A", "B", None]
+    assert (got[1].score_a, got[1].score_b) == (1.0, 9.0)
+    assert "other responses" in got[2].error
+    assert all(j.shown_a == response_key(it.response_a) for j, it in zip(got, items))
+    judged = ReplayJudge(rec).judge(items)
+    assert [j.label for j in judged] == ["A", "B", None]
+
+
+def test_bundled_recorded_verdicts_replay_with_ties_as_errors():
+    from rayalign.data.pairs import load_pair_items
+
+    items = list(load_pair_items("bundled:pandalm", seed=0))
+    cfg = JudgeConfig(kind="replay", settings={"path": "bundled:pandalm_gpt35"})
+    judge = build_judge(cfg)
+    assert judge.name == "replay:bundled:pandalm_gpt35" and not judge.simulated
+    assert judge.spec == cfg.cache_spec() and len(judge.spec) > len("replay:bundled:pandalm_gpt35:")
+    out = judge.judge(items)
+    labelled = [(j, it) for j, it in zip(out, items) if j.label is not None]
+    errors = [j for j in out if j.error]
+    assert len(labelled) + len(errors) == len(items) and all(j.label is None for j in errors)
+    assert {e.error.split(" (")[0] for e in errors} == {"recorded verdict is a tie", "recorded verdict is not a label"}
+    # real gpt-3.5-turbo agreement with the human majority on its decisive verdicts
+    agree = sum(j.label == it.label for j, it in labelled) / len(labelled)
+    assert 0.78 < agree < 0.85

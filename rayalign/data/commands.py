@@ -35,10 +35,11 @@ def raw_field_types(path: str, limit: int | None = None) -> dict[str, Counter]:
 
 def inspect_data(path: str, kind: str = "auto", skip_bad_rows: bool = False) -> dict[str, Any]:
     """Load ``path`` and return a JSON-able summary (used by the CLI and by tests)."""
-    from rayalign.data.loaders import detect_kind, load_any
+    from rayalign.data.pairs import detect, load_records, resolve_path
 
-    kind = detect_kind(path) if kind == "auto" else kind
-    records = load_any(path, kind, skip_bad_rows=skip_bad_rows)
+    path = str(resolve_path(path))
+    kind = detect(path) if kind == "auto" else kind
+    records = load_records(path, kind, skip_bad_rows=skip_bad_rows)
     rep = records.report
     return {
         "path": str(path), "kind": kind, "rows_read": rep.rows_read, "records": len(records),
@@ -103,14 +104,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from rayalign.data.loaders import KINDS
+    from rayalign.data.pairs import ALL_KINDS
 
     data = subparsers.add_parser("data", help="inspect preference data files")
     dsub = data.add_subparsers(dest="data_command", metavar="<data command>")
     data.set_defaults(func=lambda a: (data.print_help(), 0)[1])
     p = dsub.add_parser("inspect", help="counts, fields, a sample and bad rows of a data file")
     p.add_argument("path", help="JSONL(.gz) / JSON / Parquet file or a saved HF dataset directory")
-    p.add_argument("--kind", default="auto", choices=("auto",) + KINDS,
+    p.add_argument("--kind", default="auto", choices=("auto",) + ALL_KINDS,
                    help="data format (default: detected from the first row)")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first malformed row, as a job without skip_bad_rows does "

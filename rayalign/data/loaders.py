@@ -38,18 +38,31 @@ HH_HUMAN = "\n\nHuman:"
 
 # --------------------------------------------------------------------------- raw rows
 
-def _open_text(path: Path):
+def _open_bytes(path: Path):
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _decode(raw: bytes, path: Path, row: int | None, line: int) -> str | DataError:
+    """One line's text, or a ``DataError`` naming the row, line and byte (bad UTF-8).
+
+    WHY per line: one stray byte must cost that row, named, not the whole file.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return DataError(path, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                         row=row, line=line)
 
 
 def iter_json_rows(path: str | os.PathLike) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(row, line, obj)`` for a JSON Lines file (optionally gzipped) or a JSON array.
 
     ``row`` is the 0-based index among data rows, ``line`` the 1-based line number (blank
-    lines are not rows). A line that is not valid JSON yields a ``DataError`` *object* in
-    place of ``obj`` so that callers can decide between raising and skipping.
+    lines are not rows). A line that is not valid JSON or not valid UTF-8 yields a
+    ``DataError`` *object* in place of ``obj`` so that callers can decide between raising
+    and skipping.
     """
     p = Path(path)
     if not p.exists():
@@ -58,20 +71,31 @@ def iter_json_rows(path: str | os.PathLike) -> Iterator[tuple[int, int, Any]]:
         raise DataError(p, "is a directory, expected a JSONL/JSON/Parquet file")
     name = p.name.removesuffix(".gz")
     try:
-        with _open_text(p) as f:
+        with _open_bytes(p) as f:
             if name.endswith(".json"):
+                raw = f.read()
                 try:
-                    data = json.load(f)
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(p, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})",
+                                    line=raw.count(b"\n", 0, e.start) + 1) from None
+                try:
+                    data = json.loads(text)
                 except json.JSONDecodeError as e:
-                    raise DataError(p, f"invalid JSON: {e.msg} at line {e.lineno}") from None
+                    raise DataError(p, f"invalid JSON: {e.msg} (column {e.colno})", line=e.lineno) from None
                 if not isinstance(data, list):
                     raise DataError(p, f"a .json data file must hold a list of rows, got {type(data).__name__}")
                 for i, obj in enumerate(data):
                     yield i, None, obj
                 return
             row = 0
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
+            for lineno, raw_line in enumerate(f, start=1):
+                if not raw_line.strip():
+                    continue
+                line = _decode(raw_line, p, row, lineno)
+                if isinstance(line, DataError):
+                    yield row, lineno, line
+                    row += 1
                     continue
                 try:
                     obj: Any = json.loads(line)
@@ -79,7 +103,7 @@ def iter_json_rows(path: str | os.PathLike) -> Iterator[tuple[int, int, Any]]:
                     obj = DataError(p, f"invalid JSON ({e.msg}, column {e.colno})", row=row, line=lineno)
                 yield row, lineno, obj
                 row += 1
-    except (OSError, EOFError, UnicodeDecodeError) as e:  # bad gzip, truncated file, bad bytes
+    except (OSError, EOFError) as e:  # bad gzip, truncated file
         if isinstance(e, FileNotFoundError):
             raise
         raise DataError(p, f"cannot read file: {e}") from None

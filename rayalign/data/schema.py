@@ -32,6 +32,15 @@ def stable_id(*parts: str, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def response_key(text: str) -> str:
+    """The content key of one response: what ``Judgment.shown_a`` records.
+
+    WHY: a pair's id does not say which response a judge saw first, so a recorded "A" means
+    nothing once the pair is shown in another order. The key of the A text does.
+    """
+    return stable_id("response", text)
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -114,6 +123,9 @@ class Judgment(BaseModel):
     raw: str = ""
     error: str | None = None
     simulated: bool = False
+    #: ``response_key`` of the response shown as A when this verdict was given (None: not
+    #: recorded, e.g. an old file). Replays use it to map "A"/"B" onto the current order.
+    shown_a: str | None = None
 
 
 class RankedAnswer(_Record):

@@ -39,7 +39,8 @@ def add_eval_judge(es: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="reference data: HH-RLHF .jsonl.gz, AlpacaEval "
                                                  "annotations .jsonl, or labelled pairwise JSONL")
     p.add_argument("--format", default="auto",
-                   choices=["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations", "preferences"])
+                   choices=["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations", "preferences",
+                            "pandalm", "votes"])
     p.add_argument("--limit", type=int, default=50, help="first N pairs (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="A/B placement seed for HH / preferences")
     p.add_argument("--cache", help="judgment cache path (default: <out>/judgments.sqlite)")

@@ -159,7 +159,7 @@ class LabelJobConfig(StrictModel):
     #: ``.jsonl.gz``, AlpacaEval annotations or TRL preference rows (see ``input_format``).
     input: str
     input_format: Literal["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations",
-                          "preferences"] = "auto"
+                          "preferences", "pandalm", "votes"] = "auto"
     limit: int | None = Field(default=None, ge=1)
     #: For labelled inputs (HH, preferences): seed of the random A/B placement of the chosen reply.
     seed: int = 0

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rayalign.data.schema import Judgment, PairwiseItem, PromptRecord
+from rayalign.data.schema import Judgment, PairwiseItem, PromptRecord, response_key
 from rayalign.engines.base import GenerationRequest
 from rayalign.engines.config import EngineConfig, build_engine
 from rayalign.feedback.cache import JudgmentCache
@@ -163,7 +163,9 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
                                f"(first key {missing[0][:12]})")
         known.update(seen)
 
-    judgments = [known[k].model_copy(update={"item_id": it.id}) for k, it in zip(keys, items)]
+    # Record which response was A, so a replay of these rows keeps its meaning in any order.
+    judgments = [known[k].model_copy(update={"item_id": it.id, "shown_a": response_key(it.response_a)})
+                 for k, it in zip(keys, items)]
     assert len(judgments) == len(items)
     stats.wall_s = time.monotonic() - t0
     stats.judge = _judge_name(judge_cfg, judgments)

@@ -56,6 +56,8 @@ def _summary_table(console, summary: dict) -> None:
         sim.append("AI labels: SIMULATED labeller")
     if summary.get("simulated_human"):
         sim.append("human labels: SIMULATED human (replays ground truth)")
+    if summary.get("recorded_human"):
+        sim.append(f"human labels: RECORDED human votes ({summary['recorded_human']})")
     t = Table(title=f"RLTHF results (ground truth: {gt}; {'; '.join(sim) or 'real labellers'})")
     for col in ("method", "iteration", "human %", "curated-label acc", "RM test acc", "flips (right)"):
         t.add_column(col, justify="right")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from rayalign.config import RayConfig, StrictModel
+from rayalign.feedback.config import JudgeConfig
 from rayalign.feedback.simulated import SimulatedLabellerConfig
 from rayalign.rewards.embedding_head import EmbeddingHeadConfig
 from rayalign.rewards.finetune import FinetuneRMConfig
@@ -15,7 +16,9 @@ from rayalign.rlthf.select import PAPER_BACKOFF_AFTER, PAPER_BACKOFF_SCHEDULE
 
 
 class DataConfig(StrictModel):
-    kind: Literal["hh", "preferences"] = "hh"
+    #: ``pandalm``: PandaLM's test set; ``votes``: the generic votes JSONL (prompt, two
+    #: responses, several human votes; ``rayalign.data.votes``). Both: truth = human majority.
+    kind: Literal["hh", "preferences", "pandalm", "votes"] = "hh"
     #: a file/dir path, or ``bundled:<name>`` for data shipped in the package.
     path: str = "bundled:hh_rlhf_harmless"
     limit: int | None = Field(default=None, ge=10, description="use only the first N pairs")
@@ -36,29 +39,38 @@ class LabellerConfig(StrictModel):
 
     kind: Literal["simulated", "replay", "judge"] = "simulated"
     simulated: SimulatedLabellerConfig = Field(default_factory=SimulatedLabellerConfig)
+    #: recorded judgments: a JSONL (``rayalign label``'s ``judgments.jsonl``, or rows
+    #: ``{"id", "label"[, "shown_a"]}``), or ``bundled:pandalm_gpt35`` / ``bundled:pandalm_7b``
+    #: (real gpt-3.5-turbo / PandaLM-7B verdicts on the bundled PandaLM pairs).
     replay_path: str | None = None
-    #: a ``rayalign.feedback.config.JudgeConfig`` mapping
-    judge: dict[str, Any] | None = None
+    judge: JudgeConfig | None = None
 
     @model_validator(mode="after")
     def _needs(self):
         if self.kind == "replay" and not self.replay_path:
             raise ValueError("labeller.kind 'replay' needs labeller.replay_path")
-        if self.kind == "judge" and not self.judge:
+        if self.kind == "judge" and self.judge is None:
             raise ValueError("labeller.kind 'judge' needs a labeller.judge mapping")
-        if self.judge is not None:  # fail at load time, not after the embeddings are paid for
-            from rayalign.config import validate_config
-            from rayalign.feedback.config import JudgeConfig
+        if self.replay_path and self.replay_path.startswith("bundled:"):
+            from rayalign.data.bundled import BUNDLED_VERDICTS
 
-            validate_config(JudgeConfig, self.judge, source="labeller.judge")
+            name = self.replay_path.split(":", 1)[1]
+            if name not in BUNDLED_VERDICTS:
+                raise ValueError(f"unknown bundled verdicts {name!r}; valid: "
+                                 + ", ".join(f"bundled:{n}" for n in sorted(BUNDLED_VERDICTS)))
         return self
 
 
 class HumanConfig(StrictModel):
-    """Who answers the selected pairs: a simulation of ground truth, or people via the queue."""
+    """Who answers the selected pairs: a simulation of ground truth, real votes recorded in
+    the data (``recorded``: PandaLM, votes JSONL), or people via the queue."""
 
-    kind: Literal["simulated", "queue"] = "simulated"
+    kind: Literal["simulated", "recorded", "queue"] = "simulated"
     error_rate: float = Field(default=0.0, ge=0.0, lt=0.5, description="simulated human only")
+    #: recorded human only: ``majority`` answers the human majority; ``single_annotator``
+    #: answers one annotator's recorded vote, drawn per pair (seeded): a realistic single
+    #: person, who sometimes says "tie" (spent, no label) or disagrees with the majority.
+    mode: Literal["majority", "single_annotator"] = "majority"
     poll_seconds: float = Field(default=10.0, gt=0)
     wait_timeout_s: float | None = Field(
         default=None, description="queue only: stop (resumable) if a batch is not done in time")

@@ -26,6 +26,7 @@ from rayalign.humans.base import HumanAnnotator
 from rayalign.rewards.base import preference_accuracy, signed_margins
 from rayalign.rewards.crossfit import cross_fitted_diff
 from rayalign.rlthf.config import RLTHFConfig
+from rayalign.rlthf.corpus import load_items
 from rayalign.rlthf.curve import analyze_curve
 from rayalign.rlthf.ground_truth import GroundTruth, clean_ground_truth
 from rayalign.rlthf.labelling import get_ai_labels
@@ -77,35 +78,6 @@ def make_backend(cfg: RLTHFConfig, cache_dir: Path):
     from rayalign.rewards.factory import make_reward_backend
 
     return make_reward_backend(cfg.reward_model, cache_dir, cfg.ray)
-
-
-def load_items(cfg: RLTHFConfig) -> tuple[list[PairwiseItem], dict[str, Any]]:
-    """Pairs in seeded A/B order (label = the dataset's human winner) and the load report."""
-    from rayalign.data.splits import assign_ab_order
-
-    path = cfg.data.path
-    if path.startswith("bundled:"):
-        from rayalign.data.bundled import bundled_path
-
-        path = str(bundled_path(path.split(":", 1)[1]))
-    if cfg.data.kind == "hh":
-        from rayalign.data.loaders import load_hh_rlhf as load
-    else:
-        from rayalign.data.loaders import load_preferences as load
-    pairs = load(path, skip_bad_rows=cfg.data.skip_bad_rows)
-    report = pairs.report.to_dict() if hasattr(pairs, "report") else {}
-    pairs = list(pairs)
-    if cfg.data.limit:
-        pairs = pairs[: cfg.data.limit]
-    # Duplicate pairs (same prompt and answers) would leak between train and test.
-    seen: set[str] = set()
-    unique = []
-    for p in pairs:
-        if p.id not in seen:
-            seen.add(p.id)
-            unique.append(p)
-    report["duplicates_dropped"] = len(pairs) - len(unique)
-    return assign_ab_order(unique, seed=cfg.seed), report
 
 
 class RLTHFLoop:
@@ -210,19 +182,11 @@ class RLTHFLoop:
         return {r["id"]: r for r in read_jsonl(p)} if p.exists() else {}
 
     def _annotator(self) -> HumanAnnotator:
-        if self._human is not None:
-            return self._human
-        if self.cfg.human.kind == "simulated":
-            from rayalign.humans.simulated import SimulatedHuman
+        if self._human is None:
+            from rayalign.humans.factory import make_annotator
 
-            if self.gt is None:
-                raise ValueError("a simulated human needs ground-truth labels in the data")
-            self._human = SimulatedHuman(self.gt.labels, self.cfg.human.error_rate, seed=self.cfg.seed)
-        else:
-            from rayalign.humans.queue import AnnotationQueue, QueueAnnotator
-
-            queue = AnnotationQueue(self.run.file("humans", "queue.sqlite"))
-            self._human = QueueAnnotator(queue, name="annotation-queue")
+            self._human = make_annotator(self.cfg.human, truth=self.gt.labels if self.gt else None,
+                                         seed=self.cfg.seed, queue_path=self.run.file("humans", "queue.sqlite"))
         return self._human
 
     def _ask_humans(self, batch_id: str, ids: list[str], labels: dict[str, str]) -> dict[str, dict]:
@@ -419,13 +383,13 @@ class RLTHFLoop:
         cfg = self.cfg
         if self.run.is_done("baselines") or not cfg.baselines:
             return
-        if self.gt is None or cfg.human.kind != "simulated":
-            log.warning("baselines need ground truth and a simulated human; skipped")
+        if self.gt is None or cfg.human.kind not in ("simulated", "recorded"):
+            log.warning("baselines need ground truth and a simulated or recorded human; skipped")
             self.run.mark_done("baselines", skipped=True)
             return
-        from rayalign.humans.simulated import SimulatedHuman
+        from rayalign.humans.factory import make_annotator
 
-        human = SimulatedHuman(self.gt.labels, cfg.human.error_rate, seed=cfg.seed + 1)
+        human = make_annotator(cfg.human, truth=self.gt.labels, seed=cfg.seed + 1)
         rows = []
         base_labels = self._initial_state().labels
 
@@ -542,7 +506,8 @@ class RLTHFLoop:
         return {"run_dir": str(self.run.path), "iterations": [iters[k] for k in sorted(iters)],
                 "baselines": base, "ground_truth": self.gt.tag if self.gt else None,
                 "simulated_labeller": self.simulated_labeller,
-                "simulated_human": self.cfg.human.kind == "simulated"}
+                "simulated_human": self.cfg.human.kind == "simulated",
+                "recorded_human": self.cfg.human.mode if self.cfg.human.kind == "recorded" else None}
 
     def _report(self) -> None:
         try:
