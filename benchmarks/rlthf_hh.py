@@ -1,4 +1,4 @@
-"""RLTHF vs Random vs AI-only vs full-human on the real HH-RLHF pairs (bundled slice).
+"""RLTHF vs its ablations and baselines on the real HH-RLHF pairs (bundled slice).
 
 The AI labeller and the human are SIMULATIONS (see rayalign/feedback/simulated.py and
 rayalign/humans/simulated.py): a labeller at 75 % agreement with the ground truth, with
@@ -6,9 +6,13 @@ either length-biased ("length", the hard case) or uniform errors, and a human wh
 the ground truth. Ground truth follows the paper's cleaned protocol (25 % of HH's own
 labels flipped by a cross-fitted RM) unless --ground-truth raw.
 
-Prints one table: method × human % × curated-label accuracy × RM test accuracy × ROI
-(accuracy points gained over AI-only per 1 % of the corpus human-labelled), mean ± sd
-over seeds. Run:  python benchmarks/rlthf_hh.py [--seeds 0 1 2] [--errors length uniform]
+Prints one table, honest accounting (issue 13): method (AI-only, RLTHF, RLTHF without
+flips, Random, Random + the same flip step as RLTHF's iteration 0, full-human) × human %
+× RM test accuracy (the paper's metric, first) × curated-label accuracy × the curated gain
+split into flips (free) and human answers (paid) × ROI on human answers alone (points of
+curated-label accuracy per 1 % of the corpus human-labelled) × ROI on RM test accuracy ×
+accuracy of the DPO corpus written, mean ± sd over seeds.
+Run:  python benchmarks/rlthf_hh.py [--seeds 0 1 2] [--errors length uniform]
 """
 
 from __future__ import annotations
@@ -26,26 +30,27 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def run_one(seed: int, errors: str, gt_mode: str, audit: int, args, cache: Path, root: Path) -> dict:
+def run_one(seed: int, errors: str, gt_mode: str, audit: int, apply_flips: bool, baselines: bool,
+            args, cache: Path, root: Path) -> dict:
     from rayalign.config import validate_config
     from rayalign.rlthf.config import RLTHFConfig
     from rayalign.rlthf.driver import RLTHFLoop
 
     cfg = validate_config(RLTHFConfig, {
-        "name": f"bench-{errors}-{gt_mode}-{seed}-audit{audit}", "seed": seed, "flip_audit": audit,
-        "data": {"path": "bundled:hh_rlhf_harmless", "test_fraction": 0.2, "shards": args.shards},
+        "name": f"bench-{errors}-{gt_mode}-{seed}-audit{audit}-flips{int(apply_flips)}", "seed": seed,
+        "flip_audit": audit, "apply_flips": apply_flips,
+        "data": {"path": "bundled:hh_rlhf_harmless", "test_fraction": 0.2, "shards": args.shards,
+                 "limit": args.limit},
         "labeller": {"kind": "simulated", "simulated": {"target_agreement": args.agreement,
                                                         "errors": errors, "seed": seed}},
         "ground_truth": {"mode": gt_mode},
         "reward_model": {"embedding_head": {"cache_dir": str(cache), "num_actors": args.actors}},
         "iterations": args.iterations, "human_budget_pct": args.budget,
         "cross_fit_folds": args.cross_fit,
-        "baselines": ["ai_only", "random", "full_human"] if audit == args.flip_audit[0] else [],
-        "final_relabel": True,
+        "baselines": ["ai_only", "random", "random_flips", "full_human"] if baselines else [],
+        "final_relabel": apply_flips and audit == 0,
     })
-    loop = RLTHFLoop(cfg, root / cfg.name)
-    loop._report = lambda: None  # the benchmark prints a table; no per-run HTML needed
-    return loop.run_loop()
+    return RLTHFLoop(cfg, root / cfg.name, write_report=False).run_loop()
 
 
 def fmt(vals: list[float], scale: float = 100.0) -> str:
@@ -54,6 +59,27 @@ def fmt(vals: list[float], scale: float = 100.0) -> str:
         return "n/a"
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return f"{statistics.mean(vals):6.1f} ± {sd:4.1f}"
+
+
+METHODS = {"ai_only": "AI-only", "random": "Random", "random_flips": "Random + flips",
+           "full_human": "Full-human"}
+ORDER = ["AI-only", "RLTHF", "RLTHF without flips", "Random", "Random + flips", "Full-human"]
+
+
+def collect_rows(s: dict, name: str) -> dict[tuple[str, int], dict]:
+    """One run's rows keyed by (method, step), with the accounting columns of the table."""
+    rows: dict[tuple[str, int], dict] = {}
+    iters = s["iterations"]
+    for r in iters[1:]:
+        rows[(name, r["iteration"])] = r
+    if name == "RLTHF" and iters:
+        rows[(name, iters[-1]["iteration"])] = {**iters[-1], "final": (s.get("final") or {}).get("written_acc")}
+    steps: dict[str, int] = {}
+    for b in sorted(s["baselines"], key=lambda b: b["human_count"]):
+        m = METHODS.get(b["method"], b["method"])
+        steps[m] = steps.get(m, 0) + 1
+        rows[(m, steps[m] if m.startswith("Random") else 0)] = b
+    return rows
 
 
 def main() -> int:
@@ -66,8 +92,10 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=2.0, help="human %% of the shard per iteration")
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--cross-fit", type=int, default=None, help="folds (default: the config's auto = 5)")
-    ap.add_argument("--flip-audit", type=int, nargs="+", default=[0, 6],
+    ap.add_argument("--flip-audit", type=int, nargs="+", default=[0],
                     help="human labels per iteration spent auditing flips (0 = the paper's algorithm)")
+    ap.add_argument("--no-ablation", action="store_true", help="skip the RLTHF-without-flips runs")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N pairs (smoke runs)")
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/rayalign/embeddings"))
     args = ap.parse_args()
@@ -80,52 +108,55 @@ def main() -> int:
     cache = Path(args.cache)
     t0 = time.time()
     results: dict[tuple, dict[str, list]] = {}
+    keys = ("test", "cur", "flips", "humans", "roi", "roi_test", "hp", "final")
     with tempfile.TemporaryDirectory() as tmp:
         for gt_mode in args.ground_truth:
             for errors in args.errors:
-                for seed, audit in [(s, a) for a in args.flip_audit for s in args.seeds]:
-                    s = run_one(seed, errors, gt_mode, audit, args, cache, Path(tmp))
-                    ai = s["iterations"][0]
-                    last = s["iterations"][-1]
-                    rows = {("AI-only", 0): (ai["curated_acc"], ai["rm_test_acc"], 0.0, None)} if s["baselines"] else {}
-                    name = "RLTHF" if audit == 0 else f"RLTHF+audit{audit}"
-                    for r in s["iterations"][1:]:
-                        final = s["final"].get("relabel_acc") if r is s["iterations"][-1] else None
-                        rows[(name, r["iteration"])] = (r["curated_acc"], r["rm_test_acc"], r["human_pct"], final)
-                    rand = [b for b in s["baselines"] if b["method"] == "random"]
-                    for i, b in enumerate(sorted(rand, key=lambda b: b["human_count"]), 1):
-                        rows[("Random", i)] = (b["curated_acc"], b["rm_test_acc"], b["human_pct"], None)
-                    full = [b for b in s["baselines"] if b["method"] == "full_human"]
-                    if full:
-                        rows[("Full-human", 0)] = (full[0]["curated_acc"], full[0]["rm_test_acc"], full[0]["human_pct"], None)
-                    for (method, k), (cur, test, hp, relabel) in rows.items():
-                        roi = (cur - ai["curated_acc"]) * 100 / hp if hp else None
-                        d = results.setdefault((gt_mode, errors, method, k),
-                                               {"cur": [], "test": [], "hp": [], "roi": [], "relabel": []})
-                        d["cur"].append(cur); d["test"].append(test); d["hp"].append(hp); d["roi"].append(roi)
-                        d["relabel"].append(relabel)
-                    print(f"[{time.time() - t0:5.0f}s] {gt_mode}/{errors}/seed {seed}/audit {audit}: AI {100 * ai['curated_acc']:.1f}% "
-                          f"-> RLTHF {100 * last['curated_acc']:.1f}% at {last['human_pct']:.1f}% human",
-                          file=sys.stderr)
+                for seed in args.seeds:
+                    runs = [(a, True, a == args.flip_audit[0]) for a in args.flip_audit]
+                    if not args.no_ablation:
+                        runs.append((0, False, False))
+                    ai = None
+                    for audit, flips, baselines in runs:
+                        s = run_one(seed, errors, gt_mode, audit, flips, baselines, args, cache, Path(tmp))
+                        name = "RLTHF" if flips else "RLTHF without flips"
+                        if audit:
+                            name += f" + audit{audit}"
+                        rows = collect_rows(s, name)
+                        ai = next((b for b in s["baselines"] if b["method"] == "ai_only"), ai)
+                        for (method, k), r in rows.items():
+                            hp = r.get("human_pct") or 0.0
+                            d = results.setdefault((gt_mode, errors, method, k), {c: [] for c in keys})
+                            d["test"].append(r.get("rm_test_acc")); d["cur"].append(r.get("curated_acc"))
+                            d["flips"].append(r.get("gain_from_flips")); d["humans"].append(r.get("gain_from_humans"))
+                            d["roi"].append(100 * r["gain_from_humans"] / hp if hp and r.get("gain_from_humans") is not None else None)
+                            d["roi_test"].append(100 * (r["rm_test_acc"] - ai["rm_test_acc"]) / hp
+                                                 if hp and ai and r.get("rm_test_acc") is not None else None)
+                            d["hp"].append(hp); d["final"].append(r.get("final"))
+                        last = s["iterations"][-1]
+                        print(f"[{time.time() - t0:5.0f}s] {gt_mode}/{errors}/seed {seed}/{name}: RM test acc "
+                              f"{100 * last['rm_test_acc']:.1f}%, curated {100 * last['curated_acc']:.1f}% at "
+                              f"{last['human_pct']:.1f}% human", file=sys.stderr)
 
     print()
-    print(f"RLTHF on HH-RLHF harmless ({len(args.seeds)} seeds; SIMULATED labeller at "
+    print(f"RLTHF on HH-RLHF harmless ({len(args.seeds)} seed(s); SIMULATED labeller at "
           f"{100 * args.agreement:.0f}% agreement, SIMULATED human; shard 1/{args.shards}, {args.budget}% of "
-          f"shard per iteration; RM: MiniLM + Bradley-Terry head; curated-label acc is over the shard, "
-          f"human % and final relabel acc over the whole train split)")
-    hdr = f"| {'ground truth':<12} | {'labeller errors':<15} | {'method':<14} | {'iter':>4} | {'human %':>7} | {'curated-label acc %':>19} | {'RM test acc %':>15} | {'ROI (pts / 1% human)':>20} | {'final relabel acc %':>19} |"
-    print(hdr)
-    print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
-    order = {"AI-only": 0, "RLTHF": 1, "Random": 3, "Full-human": 4}
-    for key in sorted(results, key=lambda k: (k[0], k[1], order.get(k[2], 2), k[2], k[3])):
+          f"shard per iteration{f', first {args.limit} pairs' if args.limit else ''}; RM: MiniLM + Bradley-Terry "
+          f"head). RM test acc: held-out split; curated-label acc and its gain (flips: free, humans: paid) over "
+          f"the shard; ROI = points per 1% of the corpus human-labelled (curated: human answers alone; RM test: "
+          f"whole gain over AI-only, compare RLTHF with Random + flips); DPO corpus: final/relabelled_trl.jsonl")
+    cols = ["ground truth", "labeller errors", "method", "iter", "human %", "RM test acc %", "curated-label acc %",
+            "gain flips (pts)", "gain humans (pts)", "ROI humans, curated", "ROI, RM test", "DPO corpus acc %"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    rank = {m: n for n, m in enumerate(ORDER)}
+    for key in sorted(results, key=lambda k: (k[0], k[1], rank.get(k[2], 2.5), k[2], k[3])):
         gt_mode, errors, method, k = key
         d = results[key]
-        hp = statistics.mean(d["hp"])
-        roi = [r for r in d["roi"] if r is not None]
-        roi_s = fmt(roi, 1.0) if roi else "-"
-        it = str(k) if method.startswith("RLTHF") or method == "Random" else ""
-        print(f"| {gt_mode:<12} | {errors:<15} | {method:<14} | {it:>4} | {hp:7.1f} | {fmt(d['cur']):>19} | "
-              f"{fmt(d['test']):>15} | {roi_s:>20} | {fmt(d['relabel']) if any(d['relabel']) else '':>19} |")
+        it = str(k) if method.startswith(("RLTHF", "Random")) else ""
+        print(f"| {gt_mode} | {errors} | {method} | {it} | {statistics.mean(d['hp']):.1f} | {fmt(d['test'])} | "
+              f"{fmt(d['cur'])} | {fmt(d['flips'])} | {fmt(d['humans'])} | {fmt(d['roi'], 1.0)} | "
+              f"{fmt(d['roi_test'], 1.0)} | {fmt(d['final'])} |")
     print(f"\ntotal {time.time() - t0:.0f}s")
     return 0
 

@@ -13,7 +13,10 @@ import pytest
 
 from rayalign.reports.plots import plot_accuracy_vs_human, plot_human_spend, plot_margin_curve
 from rayalign.reports.rlthf_report import write_report
-from rayalign.runs import RunDir, atomic_write_json, write_jsonl
+from rayalign.humans.ledger import HumanLabelRow
+from rayalign.rlthf.records import (BaselineRow, CurveRecord, FinalRow, IterationRow, MarginRow, OriginStat,
+                                    SelectionRecord, write_record)
+from rayalign.runs import RunDir, write_jsonl
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -22,14 +25,16 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def make_run(root: Path, n: int = 240, iterations: int = 3, ground_truth: bool = True,
              baselines: bool = True, simulated: bool = True) -> Path:
-    """A run directory in the layout the RLTHF driver writes (rayalign/rlthf/driver.py)."""
+    """A run directory built from the records the RLTHF driver writes (rayalign/rlthf/records.py)."""
     rng = np.random.default_rng(0)
     run = RunDir.create_or_open(root / "demo", "rlthf", {"human": {"kind": "simulated" if simulated
                                                                    else "queue"},
                                                          "labeller": {"kind": "simulated"}})
     ids = [f"p{i:04d}" for i in range(n)]
+    gt = "cleaned 25%" if ground_truth else None
     human_total = 0
     for k in range(iterations):
+        last = k == iterations - 1
         d = run.sub("iterations", f"iter_{k:02d}")
         x = np.linspace(-1, 1, n)
         margins = np.sort(3 * np.tanh(-4 * x) + rng.normal(0, 0.3, n) - 0.3 * k)[::-1]
@@ -37,44 +42,58 @@ def make_run(root: Path, n: int = 240, iterations: int = 3, ground_truth: bool =
         p_correct = 1 / (1 + np.exp(-2.5 * margins))
         correct = rng.random(n) < p_correct
         refl, knee, elbow = int(0.85 * n), int(0.7 * n), int(0.15 * n)
-        human = order[refl - 10: refl]
+        human = [] if last else order[refl - 10: refl]
+        flips = 0 if last else n - 1 - refl
         write_jsonl(d / "margins.jsonl", [
-            {"id": i, "rank": r, "label": "A", "margin": float(m), "origin": "ai",
-             "correct": bool(c) if ground_truth else None}
+            MarginRow(id=i, rank=r, label="A", margin=float(m), origin="ai",
+                      correct=bool(c) if ground_truth else None)
             for r, (i, m, c) in enumerate(zip(order, margins, correct))])
-        atomic_write_json(d / "curve.json", {
-            "n": n, "elbow": elbow, "knee": knee, "reflection": refl,
-            "elbow_margin": float(margins[elbow]), "threshold_slope": 0.1,
-            "fallback": None, "notes": [], "flip_count": n - 1 - refl,
-            "human_batch_count": len(human)})
-        atomic_write_json(d / "selection.json", {
-            "flips": order[refl + 1:], "human_batch": human, "trusted": order[:knee],
-            "amplification": 4, "backoff": 0.6, "budget": 10})
-        write_jsonl(d / "human_labels.jsonl", [
-            {"id": i, "label": "B", "batch": f"iter{k:02d}",
-             "annotator": "simulated-human" if simulated else "alice", "simulated": simulated}
-            for i in human])
-        run.log_metrics(kind="iteration", method="rlthf", iteration=k, human_count=human_total,
-                        human_pct=100 * human_total / (4 * n), human_batch=len(human),
-                        curated_acc=(0.75 + 0.04 * k) if ground_truth else None,
-                        rm_test_acc=0.70 + 0.02 * k, flips=n - 1 - refl,
-                        flips_correct=int(0.7 * (n - 1 - refl)) if ground_truth else None,
-                        elbow=elbow, knee=knee, reflection=refl, labeller="simulated",
-                        ground_truth="cleaned 25%" if ground_truth else None)
+        write_record(d / "curve.json", CurveRecord(
+            n=n, elbow=elbow, knee=knee, reflection=refl, elbow_margin=float(margins[elbow]),
+            threshold_slope=0.1, flip_count=flips, human_batch_count=len(human)))
+        if not last:
+            write_record(d / "selection.json", SelectionRecord(
+                flips=order[refl + 1:], human_batch=human, trusted=order[:knee], amplification=4,
+                backoff=0.6, budget=10))
+            write_jsonl(d / "human_labels.jsonl", [
+                HumanLabelRow(id=i, label="B", batch=f"iter{k:02d}",
+                              annotator="simulated-human" if simulated else "alice", simulated=simulated)
+                for i in human])
+        row = IterationRow(
+            iteration=k, human_count=human_total, human_pct=100 * human_total / (4 * n),
+            curated_acc=(0.75 + 0.04 * k) if ground_truth else None, rm_test_acc=0.70 + 0.02 * k,
+            gain_from_flips=0.03 * k if ground_truth else None,
+            gain_from_humans=0.01 * k if ground_truth else None, train_size=n // 2,
+            elbow=elbow, knee=knee, reflection=refl, labeller="simulated", ground_truth=gt,
+            top_left_n=1, top_left_wrong=0 if ground_truth else None, trusted_head=knee // 2,
+            trusted_wrong=3 if ground_truth else None)
+        if not last:
+            row = row.model_copy(update=dict(
+                human_batch=len(human), human_batch_no_label=0, flips=flips,
+                flips_correct=int(0.7 * flips) if ground_truth else None))
+        run.log_metrics(**row.to_json())
         human_total += len(human)
     if baselines:
-        run.log_metrics(kind="baseline", method="ai_only", human_count=0, human_pct=0.0,
-                        curated_acc=0.75, rm_test_acc=0.70, ground_truth="cleaned 25%")
+        rows = [BaselineRow(method="ai_only", human_count=0, human_pct=0.0, curated_acc=0.75,
+                            rm_test_acc=0.70, gain_from_flips=0.0, gain_from_humans=0.0, ground_truth=gt)]
         for h, acc in ((10, 0.752), (20, 0.755)):
-            run.log_metrics(kind="baseline", method="random", human_count=h,
-                            human_pct=100 * h / (4 * n), curated_acc=acc, rm_test_acc=0.701,
-                            rm_test_acc_sd=0.01, ground_truth="cleaned 25%")
-        run.log_metrics(kind="baseline", method="full_human", human_count=n,
-                        human_pct=25.0, curated_acc=1.0, rm_test_acc=0.8,
-                        ground_truth="cleaned 25%")
+            rows.append(BaselineRow(method="random", human_count=h, human_pct=100 * h / (4 * n),
+                                    curated_acc=acc, rm_test_acc=0.701, rm_test_acc_sd=0.01,
+                                    gain_from_flips=0.0, gain_from_humans=acc - 0.75, ground_truth=gt))
+            rows.append(BaselineRow(method="random_flips", human_count=h, human_pct=100 * h / (4 * n),
+                                    curated_acc=acc + 0.02, rm_test_acc=0.72, flips=35,
+                                    gain_from_flips=0.02, gain_from_humans=acc - 0.75, ground_truth=gt))
+        rows.append(BaselineRow(method="full_human", human_count=n, human_pct=25.0, curated_acc=1.0,
+                                rm_test_acc=0.8, gain_from_humans=0.25, ground_truth=gt))
+        for r in rows:
+            run.log_metrics(**r.to_json())
     final = run.sub("final")
     write_jsonl(final / "relabelled_trl.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}])
-    run.log_metrics(kind="final", pairs=4 * n, from_iteration=iterations - 1, relabel_acc=0.83)
+    run.log_metrics(**FinalRow(
+        pairs=4 * n, from_iteration=iterations - 1, labels="curated_then_rm", written_acc=0.83,
+        written_acc_shard=0.87, curated_acc=0.87, written_acc_outside_shard=0.81, rm_only_acc=0.8,
+        by_origin={"human": OriginStat(pairs=20, acc=1.0), "curated_ai": OriginStat(pairs=n - 20, acc=0.86),
+                   "final_rm": OriginStat(pairs=3 * n, acc=0.81)}).to_json())
     return run.path
 
 
@@ -125,7 +144,7 @@ def test_report_is_self_contained_and_names_simulation(tmp_path):
 
 
 def test_report_without_ground_truth_or_baselines_and_people(tmp_path):
-    run = make_run(tmp_path, iterations=1, ground_truth=False, baselines=False, simulated=False)
+    run = make_run(tmp_path, iterations=2, ground_truth=False, baselines=False, simulated=False)
     page = write_report(run).read_text()
     assert "No baselines in this run." in page
     assert "people" in page and "alice" in page
@@ -133,7 +152,7 @@ def test_report_without_ground_truth_or_baselines_and_people(tmp_path):
 
 
 def test_report_escapes_text(tmp_path):
-    run = make_run(tmp_path, iterations=1)
+    run = make_run(tmp_path, iterations=2)
     rows = (run / "iterations" / "iter_00" / "human_labels.jsonl").read_text().splitlines()
     row = json.loads(rows[0])
     row["annotator"] = "<script>alert(1)</script>"

@@ -106,12 +106,7 @@ def test_resume_after_crash_never_asks_twice(ray_local, tmp_path, embed_cache):
 
     labeller = CountingLabeller()
     loop = RLTHFLoop(cfg, tmp_path / "run", human=CrashingHuman(), labeller_fn=labeller)
-    loop._data()  # to reach ground truth for the fake human
-    import rayalign.rlthf.driver as drv
-    loop.backend = drv.make_backend(cfg, loop.run.sub("cache"))
-    loop.backend.prepare(loop.items)
-    loop._ground_truth()
-    gt_holder["gt"] = loop.gt.labels
+    gt_holder["gt"] = loop.prepare().labels  # ground truth for the fake human, before run_loop
     with pytest.raises(RuntimeError, match="simulated crash"):
         loop.run_loop()
     asked_first = labeller.asked
@@ -223,13 +218,8 @@ def test_loop_with_lora_reward_model_on_ray_train(ray_local, tmp_path):
 
 def _loop_with_truth(cfg, run_path, **kw):
     """A loop whose ground truth is computed up front, so test humans can answer from it."""
-    import rayalign.rlthf.driver as drv
-
     loop = RLTHFLoop(cfg, run_path, **kw)
-    loop._data()
-    loop.backend = drv.make_backend(cfg, loop.run.sub("cache"))
-    loop.backend.prepare(loop.items)
-    loop._ground_truth()
+    loop.prepare()
     return loop
 
 
@@ -238,7 +228,7 @@ def test_crash_after_humans_answered_reuses_the_fixed_selection(ray_local, tmp_p
     the batch fixed before people were asked (no re-selection from a refit RM), so every
     label bought is used and nobody is asked again."""
     from rayalign.humans.simulated import SimulatedHuman
-    import rayalign.rlthf.driver as drv
+    import rayalign.rlthf.rounds as drv
 
     cfg = small_config(embed_cache, baselines=[], final_relabel=False)
     loop = _loop_with_truth(cfg, tmp_path / "run")
@@ -329,7 +319,7 @@ def test_queue_human_pauses_resumes_and_never_enqueues_twice(ray_local, tmp_path
     batch, a rerun after people answered goes on to the next batch, and no pair is ever
     enqueued twice (one answer per item per annotator, including a tie)."""
     from rayalign.humans.queue import AnnotationQueue
-    from rayalign.rlthf.driver import HumanLabelsPending
+    from rayalign.humans.ledger import HumanLabelsPending
 
     cfg = small_config(embed_cache, baselines=[], final_relabel=False,
                        human={"kind": "queue", "poll_seconds": 0.05, "wait_timeout_s": 0.2})

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 METHOD_STYLE = {
     "rlthf": {"label": "RLTHF", "color": "#2563eb", "marker": "o"},
     "random": {"label": "Random annotation", "color": "#f97316", "marker": "s"},
+    "random_flips": {"label": "Random + the same flip step", "color": "#a16207", "marker": "D"},
     "ai_only": {"label": "AI labels only", "color": "#6b7280", "marker": "x"},
     "full_human": {"label": "Full human", "color": "#15803d", "marker": "*"},
 }
@@ -38,22 +39,26 @@ def _save(fig, out_png: str | Path) -> Path:
 
 def plot_margin_curve(margins_sorted_desc: np.ndarray, correct: np.ndarray | None,
                       points: Mapping[str, int | None], out_png: str | Path, title: str,
-                      human_idx: Sequence[int] | np.ndarray | None = None) -> Path:
+                      human_idx: Sequence[int] | np.ndarray | None = None,
+                      flips_applied: int | None = None) -> Path:
     """The sorted reward-margin curve with its landmarks and the regions they define.
 
     ``correct[i]`` says whether the label of the i-th pair (in the same descending order)
     matches ground truth; points are coloured by it when known. ``human_idx`` are the
     positions of the pairs sent to humans this iteration; their span is shaded.
+    ``flips_applied`` is how many of the flip candidates were really flipped (the
+    iteration table's number; 0 when vetoed or switched off, None for the last iteration).
     """
     m = np.asarray(margins_sorted_desc, dtype=float)
     n = m.size
     x = np.arange(n)
-    fig, ax = plt.subplots(figsize=(9, 4.6))
+    fig, ax = plt.subplots(figsize=(9, 5.6))
     if n == 0:
         ax.text(0.5, 0.5, "no margins", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title)
         return _save(fig, out_png)
-    size = max(2.0, min(14.0, 3000.0 / n))
+    # Markers stay visible on large curves (a 1-px dot per pair disappears at n = 1,400).
+    size = max(9.0, min(24.0, 6000.0 / n))
     if correct is not None and len(correct) == n:
         c = np.asarray([bool(v) if v is not None else False for v in correct])
         known = np.asarray([v is not None for v in correct])
@@ -70,8 +75,14 @@ def plot_margin_curve(margins_sorted_desc: np.ndarray, correct: np.ndarray | Non
 
     refl = points.get("reflection")
     if refl is not None and 0 <= refl < n - 1:
-        ax.axvspan(refl + 0.5, n - 0.5, color="#fecaca", alpha=0.35,
-                   label=f"flip region ({n - 1 - refl} pairs)")
+        cand = n - 1 - refl
+        if flips_applied is None:
+            what = f"right of the reflection point ({cand} pairs; last iteration: none flipped)"
+        elif flips_applied == cand:
+            what = f"flip region ({cand} pairs flipped)"
+        else:
+            what = f"flip region ({cand} candidates, {flips_applied} flipped)"
+        ax.axvspan(refl + 0.5, n - 0.5, color="#fecaca", alpha=0.35, label=what)
     if human_idx is not None and len(human_idx):
         hi = np.asarray(human_idx, dtype=int)
         ax.axvspan(hi.min() - 0.5, hi.max() + 0.5, color="#fde68a", alpha=0.45,
@@ -86,7 +97,8 @@ def plot_margin_curve(margins_sorted_desc: np.ndarray, correct: np.ndarray | Non
     ax.set_title(title)
     ax.set_xlim(-0.5, n - 0.5)
     ax.grid(alpha=0.25)
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    # Below the plot: inside, it hides the curve's head or tail on some iteration.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     if correct is not None and len(correct) == n and n >= 20 and all(v is not None for v in correct):
         # The paper's "accuracy density": where along the curve the labels are right. Individual
         # points overlap on the line; a rolling mean shows the regions the landmarks estimate.
@@ -124,15 +136,15 @@ def _by_method(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[float, list]
 
 def plot_accuracy_vs_human(rows: Sequence[Mapping[str, Any]], out_png: str | Path,
                            title: str = "Accuracy vs human annotation") -> Path:
-    """Curated-label accuracy and RM test accuracy against % of the corpus human-labelled.
+    """RM test accuracy (the paper's metric, left) and curated-label accuracy against % human.
 
     RLTHF and random annotation are curves; AI-only and full-human are reference lines
     (full human sits far to the right, so its x is written in the legend instead).
     """
     groups = _by_method(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True)
-    for ax, key, name in ((axes[0], "curated_acc", "curated-label accuracy"),
-                          (axes[1], "rm_test_acc", "RM test accuracy (held out)")):
+    for ax, key, name in ((axes[0], "rm_test_acc", "RM test accuracy (held out)"),
+                          (axes[1], "curated_acc", "curated-label accuracy")):
         xmax = 0.0
         for method, by_x in groups.items():
             st = METHOD_STYLE.get(method, {"label": method, "color": None, "marker": "o"})
@@ -168,29 +180,31 @@ def plot_accuracy_vs_human(rows: Sequence[Mapping[str, Any]], out_png: str | Pat
 
 
 def plot_human_spend(rows: Sequence[Mapping[str, Any]], out_png: str | Path,
-                     title: str = "Human labels bought and flips made per iteration") -> Path:
-    """Per iteration: new human labels and flips (bars), cumulative human % (line).
+                     title: str = "Pairs shown to people and flips made per iteration") -> Path:
+    """Per iteration: pairs shown to people and flips (bars), cumulative human % (line).
 
-    ``rows`` are the RLTHF iteration rows of metrics.jsonl (``iteration``, ``human_count``,
-    ``human_pct``, optional ``flips``/``flips_correct``).
+    ``rows`` are the RLTHF iteration rows of metrics.jsonl. A row's ``human_count`` /
+    ``human_pct`` are the labels it *trains on* (bought before it); its ``human_batch`` is
+    what it bought. The line therefore shows the share *after* iteration k's batch (the
+    next row's ``human_pct``), so it rises in the same column as the bar that caused it.
     """
     it_rows = sorted((r for r in rows if r.get("iteration") is not None),
                      key=lambda r: int(r["iteration"]))
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
     if not it_rows:
         ax.text(0.5, 0.5, "no iterations", ha="center", va="center", transform=ax.transAxes)
         return _save(fig, out_png)
     ks = np.array([int(r["iteration"]) for r in it_rows])
-    cum = np.array([float(r.get("human_count") or 0) for r in it_rows])
-    # human_count is cumulative at the *start* of an iteration; the batch bought during
-    # iteration k (its ``human_batch``) shows up in k+1's count.
-    diff = np.append(np.diff(cum), 0.0)
-    bought = np.array([float(r["human_batch"]) if r.get("human_batch") is not None else d
-                       for r, d in zip(it_rows, diff)])
+    answered = np.array([float(r.get("human_batch") or 0) for r in it_rows])
+    ties = np.array([float(r.get("human_batch_no_label") or 0) for r in it_rows])
     flips = np.array([float(r.get("flips") or 0) for r in it_rows])
     fc = [r.get("flips_correct") for r in it_rows]
+    pct = [float(r.get("human_pct") or 0) for r in it_rows]
+    after = pct[1:] + pct[-1:]
     w = 0.38
-    ax.bar(ks - w / 2, bought, w, color="#f59e0b", label="human labels bought")
+    ax.bar(ks - w / 2, answered, w, color="#f59e0b", label="human A/B answers bought")
+    if ties.any():
+        ax.bar(ks - w / 2, ties, w, bottom=answered, color="#fcd34d", hatch="//", label="ties/skips bought")
     ax.bar(ks + w / 2, flips, w, color="#ef4444", alpha=0.8, label="labels flipped")
     if any(v is not None for v in fc):
         ax.bar(ks + w / 2, [v or 0 for v in fc], w, color="#16a34a", alpha=0.9,
@@ -200,12 +214,13 @@ def plot_human_spend(rows: Sequence[Mapping[str, Any]], out_png: str | Path,
     ax.set_xticks(ks)
     ax.grid(alpha=0.25, axis="y")
     ax2 = ax.twinx()
-    ax2.plot(ks, [float(r.get("human_pct") or 0) for r in it_rows], color="#1d4ed8",
-             marker="o", label="cumulative human % of corpus")
+    ax2.plot(ks, after, color="#1d4ed8", marker="o", label="cumulative human % of corpus (after the batch)")
     ax2.set_ylabel("cumulative human labels (% of corpus)")
-    ax2.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0, top=max(after + [0.1]) * 1.15)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    # Below the axes: inside, the legend covered iteration 0's flip bar.
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3,
+              frameon=False)
     ax.set_title(title)
     return _save(fig, out_png)

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_progress(console, rows_seen: set, run_dir: Path) -> None:
+    from rayalign.rlthf.driver import format_baseline, format_iteration
+    from rayalign.rlthf.records import BaselineRow, IterationRow, parse_metric
+
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return
@@ -32,23 +35,26 @@ def _print_progress(console, rows_seen: set, run_dir: Path) -> None:
         if not line.strip() or line in rows_seen:
             continue
         rows_seen.add(line)
-        r = json.loads(line)
-        if r.get("kind") == "iteration":
-            console.print(
-                f"[bold]iteration {r['iteration']}[/]: human labels {r['human_count']} "
-                f"({r['human_pct']:.1f}% of corpus) | curated-label acc {_pct(r.get('curated_acc'))} | "
-                f"RM test acc {_pct(r.get('rm_test_acc'))} | flips {r.get('flips', '-')}")
-        elif r.get("kind") == "baseline":
-            console.print(f"baseline {r['method']:<10} human {r['human_pct']:.1f}% | curated-label acc "
-                          f"{_pct(r.get('curated_acc'))} | RM test acc {_pct(r.get('rm_test_acc'))}")
+        r = parse_metric(json.loads(line))
+        if isinstance(r, IterationRow):
+            console.print(format_iteration(r), markup=False, highlight=False)
+        elif isinstance(r, BaselineRow):
+            console.print(format_baseline(r), markup=False, highlight=False)
 
 
 def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def _pts(v) -> str:
+    return "" if v is None else f"{100 * v:+.1f}"
+
+
 def _summary_table(console, summary: dict) -> None:
     from rich.table import Table
+
+    from rayalign.rlthf.accounting import roi
+    from rayalign.rlthf.records import BaselineRow, IterationRow
 
     gt = summary.get("ground_truth") or "unknown"
     sim = []
@@ -59,20 +65,29 @@ def _summary_table(console, summary: dict) -> None:
     if summary.get("recorded_human"):
         sim.append(f"human labels: RECORDED human votes ({summary['recorded_human']})")
     t = Table(title=f"RLTHF results (ground truth: {gt}; {'; '.join(sim) or 'real labellers'})")
-    for col in ("method", "iteration", "human %", "curated-label acc", "RM test acc", "flips (right)"):
+    for col in ("method", "iteration", "human %", "RM test acc", "curated-label acc", "gain: flips (free)",
+                "gain: humans (paid)", "ROI humans (pts/1%)", "flips (right)"):
         t.add_column(col, justify="right")
-    for r in summary["iterations"]:
-        flips = "-" if "flips" not in r else f"{r['flips']} ({r.get('flips_correct', '?')})"
-        t.add_row("rlthf", str(r["iteration"]), f"{r['human_pct']:.1f}", _pct(r.get("curated_acc")),
-                  _pct(r.get("rm_test_acc")), flips)
-    for r in summary["baselines"]:
-        t.add_row(r["method"], "", f"{r['human_pct']:.1f}", _pct(r.get("curated_acc")),
-                  _pct(r.get("rm_test_acc")), "")
+    for r in map(IterationRow.model_validate, summary["iterations"]):
+        flips = "-" if r.flips is None else f"{r.flips} ({r.flips_correct if r.flips_correct is not None else '?'})"
+        t.add_row("RLTHF" if r.apply_flips else "RLTHF without flips", str(r.iteration), f"{r.human_pct:.1f}",
+                  _pct(r.rm_test_acc), _pct(r.curated_acc), _pts(r.gain_from_flips), _pts(r.gain_from_humans),
+                  _num(roi(r.gain_from_humans, r.human_pct)), flips)
+    for r in map(BaselineRow.model_validate, summary["baselines"]):
+        t.add_row(r.method, "", f"{r.human_pct:.1f}", _pct(r.rm_test_acc), _pct(r.curated_acc),
+                  _pts(r.gain_from_flips), _pts(r.gain_from_humans), _num(roi(r.gain_from_humans, r.human_pct)),
+                  "" if not r.flips else str(r.flips))
     console.print(t)
     fin = summary.get("final") or {}
-    if fin.get("relabel_acc") is not None:
-        console.print(f"final RM relabelled {fin['pairs']} train pairs: accuracy {_pct(fin['relabel_acc'])} "
+    if fin.get("written_acc") is not None:
+        console.print(f"DPO corpus: {fin['pairs']} train pairs ({fin['labels']}), accuracy "
+                      f"{_pct(fin['written_acc'])}; on the loop's shard {_pct(fin.get('written_acc_shard'))} vs "
+                      f"curated labels {_pct(fin.get('curated_acc'))} (final RM alone: {_pct(fin.get('rm_only_acc'))}) "
                       f"-> {summary['run_dir']}/final/relabelled_trl.jsonl (TRL format, for DPO)")
+
+
+def _num(v) -> str:
+    return "" if v is None else f"{v:+.2f}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,7 +95,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from rayalign.ray_utils import init_ray
     from rayalign.rlthf.config import RLTHFConfig
-    from rayalign.rlthf.driver import HumanLabelsPending, RLTHFLoop, remote_driver
+    from rayalign.humans.ledger import HumanLabelsPending
+    from rayalign.rlthf.driver import RLTHFLoop, remote_driver
 
     console = Console()
     cfg = load_config(RLTHFConfig, args.config, args.overrides)

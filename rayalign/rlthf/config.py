@@ -72,8 +72,12 @@ class HumanConfig(StrictModel):
     #: person, who sometimes says "tie" (spent, no label) or disagrees with the majority.
     mode: Literal["majority", "single_annotator"] = "majority"
     poll_seconds: float = Field(default=10.0, gt=0)
+    #: Bounded by default: after this long the run stops (exit 3, nothing lost) and says how
+    #: to continue; rerunning the same command resumes the wait. None = wait without limit.
     wait_timeout_s: float | None = Field(
-        default=None, description="queue only: stop (resumable) if a batch is not done in time")
+        default=1800.0, gt=0, description="queue only: stop (resumable) if a batch is not done in time")
+    progress_every_s: float = Field(
+        default=60.0, gt=0, description="while waiting: an 'answered/total' line at least this often")
 
 
 class GroundTruthConfig(StrictModel):
@@ -134,19 +138,28 @@ class RLTHFConfig(StrictModel):
     #: disagreements are wrong (measured on HH's raw labels, where unaudited flips hurt).
     flip_audit: int = Field(default=0, ge=0)
     flip_audit_min_precision: float = Field(default=0.6, gt=0.0, le=1.0)
+    #: The "RLTHF without flips" ablation: False keeps every label right of the reflection
+    #: point as it is, so all of the gain must come from the paid human answers.
+    apply_flips: bool = True
+    #: The paper's eyes-off sanity check: people look at this many pairs from the very top
+    #: of each curve (the top-left < 0.1 %, where labels should all be right), paid from the
+    #: iteration's budget. The ground-truth side of the check is always reported.
+    eyes_off_spot_check: int = Field(default=0, ge=0)
     #: Beyond the paper: score each pair with an RM not trained on it (k folds), so the RM
     #: cannot hide label noise it memorised. None = auto: 5 for embedding_head (cheap),
     #: 0 (the paper's plain margins) for finetune and lora, where k extra fits per iteration
     #: cost minutes on a CPU (finetune) or GPU hours (lora).
     cross_fit_folds: int | None = Field(default=None, ge=0)
 
-    baselines: list[Literal["ai_only", "random", "full_human"]] = Field(
-        default_factory=lambda: ["ai_only", "random", "full_human"])
+    #: ``random_flips``: Random annotation after the same flip step as RLTHF's iteration 0.
+    baselines: list[Literal["ai_only", "random", "random_flips", "full_human"]] = Field(
+        default_factory=lambda: ["ai_only", "random", "random_flips", "full_human"])
     final_relabel: bool = True
-    #: ``rm``: the final RM labels every train pair (the paper), human answers kept.
-    #: ``curated_then_rm``: the shard keeps its curated labels (human, flipped, trusted AI),
-    #: the RM labels only the rest — better when the RM is weaker than the curation.
-    final_labels: Literal["rm", "curated_then_rm"] = "rm"
+    #: ``curated_then_rm`` (default): the shard keeps its curated labels (human answers,
+    #: flips, AI labels), the final RM labels only pairs the loop never saw — so the DPO
+    #: corpus is never worse than what was curated (rlthf/final.py says why).
+    #: ``rm``: the paper's variant, the final RM labels every train pair, human answers kept.
+    final_labels: Literal["rm", "curated_then_rm"] = "curated_then_rm"
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")

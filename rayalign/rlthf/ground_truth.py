@@ -61,3 +61,18 @@ def clean_ground_truth(
         flipped.append(iid)
     return GroundTruth(labels=cleaned, raw=dict(raw), mode="cleaned", flipped=flipped,
                        crossfit_raw_accuracy=preference_accuracy(diff, labels))
+
+
+def save_ground_truth(path: Path, gt: GroundTruth) -> None:
+    from rayalign.runs import atomic_write_json
+
+    atomic_write_json(path, {"labels": gt.labels, "raw": gt.raw, "mode": gt.mode, "flipped": gt.flipped,
+                             "tag": gt.tag, "crossfit_raw_accuracy": gt.crossfit_raw_accuracy})
+
+
+def load_ground_truth(path: Path) -> GroundTruth:
+    import json
+
+    d = json.loads(path.read_text(encoding="utf-8"))
+    return GroundTruth(labels=d["labels"], raw=d["raw"], mode=d["mode"], flipped=d["flipped"],
+                       crossfit_raw_accuracy=d.get("crossfit_raw_accuracy"))

@@ -7,6 +7,7 @@ for the pairs that have no row yet.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -16,8 +17,11 @@ from rayalign.feedback.replay import load_replay
 from rayalign.feedback.simulated import SimulatedLabeller
 from rayalign.feedback.config import JudgeConfig
 from rayalign.rlthf.config import LabellerConfig
+from rayalign.runs import read_jsonl, write_jsonl
 
-__all__ = ["get_ai_labels", "label_with_judge", "load_replay"]
+log = logging.getLogger("rayalign.rlthf")
+
+__all__ = ["collect_ai_labels", "get_ai_labels", "label_with_judge", "load_replay"]
 
 
 def label_with_judge(judge_cfg: JudgeConfig, items: Sequence[PairwiseItem], cache_path: Path) -> list[Judgment]:
@@ -45,3 +49,30 @@ def get_ai_labels(cfg: LabellerConfig, items: Sequence[PairwiseItem], truth: dic
     if [j.item_id for j in out] != [it.id for it in items]:
         raise RuntimeError(f"the {cfg.kind} labeller returned judgments out of order or incomplete")
     return [j.model_copy(update={"shown_a": response_key(it.response_a)}) for j, it in zip(out, items)]
+
+
+def collect_ai_labels(path: Path, shard_items: Sequence[PairwiseItem], cfg: LabellerConfig,
+                      truth: dict[str, Label] | None, cache_path: Path, labeller_fn=get_ai_labels,
+                      *, loop_started: bool) -> tuple[dict[str, Judgment], int]:
+    """Judgments for the shard, persisted in ``path``; returns them and how many were asked now.
+
+    Retry policy: a failed judgment (timeout, garbage) is asked again on a rerun; answered
+    ones (ties included) never are, and the judge's own cache serves any repeat for free.
+    Once iterations have built on the labels (``loop_started``), failures stay failed:
+    changing labels under finished iterations would make their numbers meaningless.
+    """
+    have = {r["item_id"]: Judgment.model_validate(r) for r in read_jsonl(path)} if path.exists() else {}
+    todo = [it for it in shard_items if it.id not in have or have[it.id].error]
+    retry = [it for it in todo if it.id in have]
+    if retry and loop_started:
+        log.warning("%d AI judgments failed; not retried because iterations already built on these "
+                    "labels (rerun into a new --run-dir to retry them, cached answers are free)", len(retry))
+        todo = [it for it in todo if it.id not in have]
+    elif retry:
+        log.info("retrying %d failed AI judgments", len(retry))
+    if todo:
+        log.info("AI labelling %d pairs with the %s labeller", len(todo), cfg.kind)
+        for j in labeller_fn(cfg, todo, truth, cache_path):
+            have[j.item_id] = j
+        write_jsonl(path, [have[it.id] for it in shard_items if it.id in have])
+    return have, len(todo)
