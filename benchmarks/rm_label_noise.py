@@ -27,31 +27,36 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def dataset_config(args) -> dict:
+    """The loop's config fragment for ``--dataset`` (same data/labels as benchmarks/rlthf_real.py)."""
+    if args.dataset == "hh":
+        return {"data": {"path": "bundled:hh_rlhf_harmless"},
+                "labeller": {"kind": "simulated", "simulated": {"target_agreement": args.agreement,
+                                                                "errors": args.errors, "seed": args.seed}}}
+    replay = {"pandalm-gpt35": "bundled:pandalm_gpt35", "pandalm-7b": "bundled:pandalm_7b"}[args.dataset]
+    return {"data": {"kind": "pandalm", "path": "bundled:pandalm"}, "ground_truth": {"mode": "raw"},
+            "human": {"kind": "recorded"}, "labeller": {"kind": "replay", "replay_path": replay}}
+
+
 def loop_inputs(args, root: Path):
     """The loop's data, ground truth and AI labels (embedding_head cleans HH's ground truth)."""
     from rayalign.config import validate_config
     from rayalign.rlthf.config import RLTHFConfig
-    from rayalign.rlthf.driver import RLTHFLoop, make_backend
+    from rayalign.rlthf.driver import RLTHFLoop
 
     cfg = validate_config(RLTHFConfig, {
-        "name": f"noise-{args.dataset}-{args.seed}", "seed": args.seed,
-        "data": {"path": "bundled:hh_rlhf_harmless"},
-        "labeller": {"kind": "simulated", "simulated": {"target_agreement": args.agreement,
-                                                        "errors": args.errors, "seed": args.seed}},
+        "name": f"noise-{args.dataset}-{args.seed}", "seed": args.seed, **dataset_config(args),
         "reward_model": {"embedding_head": {"cache_dir": args.cache}},
     })
-    loop = RLTHFLoop(cfg, root / cfg.name)
-    loop._data()
-    loop.backend = make_backend(cfg, loop.run.sub("cache"))
-    loop.backend.prepare(loop.items)
-    loop._ground_truth()
+    loop = RLTHFLoop(cfg, root / cfg.name, write_report=False)
+    loop.prepare()
     loop._ai_labels()
     return loop
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="hh", choices=["hh"])
+    ap.add_argument("--dataset", default="hh", choices=["hh", "pandalm-gpt35", "pandalm-7b"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--agreement", type=float, default=0.75)
     ap.add_argument("--errors", default="length", choices=["length", "uniform"])
@@ -76,13 +81,14 @@ def main() -> int:
         overrides.setdefault(sect, {})[key] = yaml.safe_load(v)
     with tempfile.TemporaryDirectory() as tmp:
         loop = loop_inputs(args, Path(tmp))
-        shard = loop.shard_items
+        shard = [it for it in loop.shard_items if it.id in loop.ai_labels]  # the judge's ties are left out
         truth = [loop.gt.labels[it.id] for it in shard]
-        ai = [loop.ai_labels.get(it.id, loop.gt.labels[it.id]) for it in shard]
+        ai = [loop.ai_labels[it.id] for it in shard]
         test_truth = [loop.gt.labels[i] for i in loop.test_ids]
         noise = sum(a != t for a, t in zip(ai, truth)) / len(truth)
-        print(f"HH seed {args.seed}: {len(shard)} train pairs, {len(loop.test_items)} test; ground truth "
-              f"{loop.gt.tag}; SIMULATED labeller ({args.errors} errors) wrong on {100 * noise:.1f}%")
+        who = f"SIMULATED labeller ({args.errors} errors)" if args.dataset == "hh" else "RECORDED judge verdicts"
+        print(f"{args.dataset} seed {args.seed}: {len(shard)} train pairs, {len(loop.test_items)} test; ground truth "
+              f"{loop.gt.tag}; {who} wrong on {100 * noise:.1f}%")
         print("| backend | settings | clean-label RM test acc % | noisy-label RM test acc % | gap (pts) | s / fit |")
         print("|---|---|---|---|---|---|")
         for name in args.backends:
