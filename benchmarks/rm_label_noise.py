@@ -61,6 +61,7 @@ def main() -> int:
     ap.add_argument("--agreement", type=float, default=0.75)
     ap.add_argument("--errors", default="length", choices=["length", "uniform"])
     ap.add_argument("--backends", nargs="+", default=["embedding_head", "finetune"])
+    ap.add_argument("--train-limit", type=int, default=None, help="fit on the first N train pairs only (timing probes)")
     ap.add_argument("--set", nargs="*", default=[], help="backend.key=value overrides (YAML values)")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/rayalign/embeddings"))
     args = ap.parse_args()
@@ -82,6 +83,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         loop = loop_inputs(args, Path(tmp))
         shard = [it for it in loop.shard_items if it.id in loop.ai_labels]  # the judge's ties are left out
+        shard = shard[: args.train_limit] if args.train_limit else shard
         truth = [loop.gt.labels[it.id] for it in shard]
         ai = [loop.ai_labels[it.id] for it in shard]
         test_truth = [loop.gt.labels[i] for i in loop.test_ids]
@@ -92,6 +94,8 @@ def main() -> int:
         print("| backend | settings | clean-label RM test acc % | noisy-label RM test acc % | gap (pts) | s / fit |")
         print("|---|---|---|---|---|---|")
         for name in args.backends:
+            if name == "lora":
+                overrides.setdefault("lora", {}).setdefault("base_model", "minilm")
             rm_cfg = RewardModelConfig.model_validate(
                 {"backend": name, name: {**({"cache_dir": args.cache} if name == "embedding_head" else {}),
                                          **overrides.get(name, {})}})
@@ -100,9 +104,9 @@ def main() -> int:
             backend.prepare(list(shard) + list(loop.test_items))
             prep = time.perf_counter() - t0
             accs, secs = [], []
-            for labels in (truth, ai):
+            for kind, labels in (("clean", truth), ("noisy", ai)):
                 t0 = time.perf_counter()
-                model = backend.fit(shard, labels, [1.0] * len(shard), Path(tmp) / f"rm-{name}")
+                model = backend.fit(shard, labels, [1.0] * len(shard), Path(tmp) / f"rm-{name}-{kind}")
                 secs.append(time.perf_counter() - t0)
                 accs.append(preference_accuracy(backend.reward_diff(model, loop.test_items), test_truth))
             settings = ", ".join(f"{k}={v}" for k, v in overrides.get(name, {}).items()) or "defaults"
