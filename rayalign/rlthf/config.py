@@ -10,6 +10,8 @@ from rayalign.config import RayConfig, StrictModel, operational
 from rayalign.feedback.config import JudgeConfig
 from rayalign.feedback.simulated import SimulatedLabellerConfig
 from rayalign.rewards.embedding_head import EmbeddingHeadConfig
+from rayalign.rewards.finetune import FinetuneRMConfig
+from rayalign.rewards.lora import LoraRMConfig
 from rayalign.rlthf.select import PAPER_BACKOFF_AFTER, PAPER_BACKOFF_SCHEDULE
 
 
@@ -94,19 +96,19 @@ class GroundTruthConfig(StrictModel):
 
 
 class RewardModelConfig(StrictModel):
-    backend: Literal["embedding_head", "lora"] = "embedding_head"
+    """Which RM the loop trains, and each backend's own typed settings.
+
+    ``embedding_head``: frozen MiniLM + linear Bradley-Terry head (seconds per fit; robust
+    to label noise, so its test accuracy barely follows label quality). ``finetune``: the top
+    layer(s) of pretrained MiniLM fine-tuned as the BT RM on 2 CPU cores (about a minute per
+    fit; test accuracy follows label quality). ``lora``: TRL RewardTrainer + PEFT under Ray
+    Train, the GPU-cluster backend.
+    """
+
+    backend: Literal["embedding_head", "finetune", "lora"] = "embedding_head"
     embedding_head: EmbeddingHeadConfig = Field(default_factory=EmbeddingHeadConfig)
-    #: a ``rayalign.rewards.lora.LoraRMConfig`` mapping
-    lora: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _lora_valid(self):
-        if self.lora is not None:
-            from rayalign.config import validate_config
-            from rayalign.rewards.lora import LoraRMConfig
-
-            validate_config(LoraRMConfig, self.lora, source="reward_model.lora")
-        return self
+    finetune: FinetuneRMConfig = Field(default_factory=FinetuneRMConfig)
+    lora: LoraRMConfig = Field(default_factory=LoraRMConfig)
 
 
 class CurveConfig(StrictModel):
@@ -152,7 +154,8 @@ class RLTHFConfig(StrictModel):
     eyes_off_spot_check: int = Field(default=0, ge=0)
     #: Beyond the paper: score each pair with an RM not trained on it (k folds), so the RM
     #: cannot hide label noise it memorised. None = auto: 5 for embedding_head (cheap),
-    #: 0 (the paper's plain margins) for lora, where k extra trainings per iteration cost GPU hours.
+    #: 0 (the paper's plain margins) for finetune and lora, where k extra fits per iteration
+    #: cost minutes on a CPU (finetune) or GPU hours (lora).
     cross_fit_folds: int | None = Field(default=None, ge=0)
 
     #: ``random_flips``: Random annotation after the same flip step as RLTHF's iteration 0.

@@ -47,15 +47,9 @@ __all__ = ["HumanLabelsPending", "LoopState", "RLTHFLoop", "load_items", "make_b
 
 
 def make_backend(cfg: RLTHFConfig, cache_dir: Path):
-    if cfg.reward_model.backend == "embedding_head":
-        from rayalign.rewards.embedding_head import EmbeddingHeadBackend
+    from rayalign.rewards.factory import make_reward_backend
 
-        return EmbeddingHeadBackend(cfg.reward_model.embedding_head, cache_dir)
-    from rayalign.config import validate_config
-    from rayalign.rewards.lora import LoraRewardBackend, LoraRMConfig
-
-    lora_cfg = validate_config(LoraRMConfig, cfg.reward_model.lora or {}, source="reward_model.lora")
-    return LoraRewardBackend(lora_cfg, cfg.ray)
+    return make_reward_backend(cfg.reward_model, cache_dir, cfg.ray)
 
 
 class RLTHFLoop:
