@@ -72,7 +72,7 @@ def main() -> int:
     from rayalign.ray_utils import init_ray
     from rayalign.rewards.base import preference_accuracy
     from rayalign.rewards.factory import make_reward_backend
-    from rayalign.rlthf.config import RewardModelConfig
+    from rayalign.rewards.factory import RewardModelConfig
 
     init_ray(RayConfig(num_cpus=os.cpu_count()))
     overrides: dict = {}

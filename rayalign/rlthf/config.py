@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from rayalign.config import RayConfig, StrictModel, operational
 from rayalign.feedback.config import JudgeConfig
 from rayalign.feedback.simulated import SimulatedLabellerConfig
-from rayalign.rewards.embedding_head import EmbeddingHeadConfig
-from rayalign.rewards.finetune import FinetuneRMConfig
-from rayalign.rewards.lora import LoraRMConfig
+from rayalign.rewards.factory import RewardModelConfig
 from rayalign.rlthf.select import PAPER_BACKOFF_AFTER, PAPER_BACKOFF_SCHEDULE
 
 
@@ -93,22 +91,6 @@ class GroundTruthConfig(StrictModel):
     mode: Literal["cleaned", "raw"] = "cleaned"
     clean_fraction: float = Field(default=0.25, ge=0.0, lt=0.5)
     folds: int = Field(default=5, ge=2)
-
-
-class RewardModelConfig(StrictModel):
-    """Which RM the loop trains, and each backend's own typed settings.
-
-    ``embedding_head``: frozen MiniLM + linear Bradley-Terry head (seconds per fit; robust
-    to label noise, so its test accuracy barely follows label quality). ``finetune``: the top
-    layer(s) of pretrained MiniLM fine-tuned as the BT RM on 2 CPU cores (about a minute per
-    fit; test accuracy follows label quality). ``lora``: TRL RewardTrainer + PEFT under Ray
-    Train, the GPU-cluster backend.
-    """
-
-    backend: Literal["embedding_head", "finetune", "lora"] = "embedding_head"
-    embedding_head: EmbeddingHeadConfig = Field(default_factory=EmbeddingHeadConfig)
-    finetune: FinetuneRMConfig = Field(default_factory=FinetuneRMConfig)
-    lora: LoraRMConfig = Field(default_factory=LoraRMConfig)
 
 
 class CurveConfig(StrictModel):
