@@ -162,7 +162,7 @@ def plain_rm(model_dir: Path, pairs, cfg, threads: int) -> dict[str, Any]:
 
     from rayalign.training import ray_train as tu
     from rayalign.training import worker as tw
-    from rayalign.rewards.lora import encode
+    from rayalign.rewards.rm_dir import encode
 
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
@@ -221,7 +221,8 @@ def plain_dpo(model_dir: Path, pairs, cfg, threads: int) -> dict[str, Any]:
 # --- rayalign under Ray Train ----------------------------------------------------------------
 
 def rayalign_rm(model_dir: Path, pairs, cfg, out: Path) -> dict[str, Any]:
-    from rayalign.rewards.lora import rm_metadata, train_lora_rm
+    from rayalign.rewards.lora import train_lora_rm
+    from rayalign.rewards.rm_dir import rm_metadata
 
     t0 = time.perf_counter()
     rm = train_lora_rm(pairs, cfg, out)

@@ -11,8 +11,9 @@ import pytest
 from rayalign.data.errors import DataError
 from rayalign.data.loaders import (
     detect_kind, load_alpaca_eval_annotations, load_alpaca_eval_outputs, load_any, load_hh_rlhf,
-    load_oasst_ranked, load_preferences, oasst_preference_pairs, split_hh_dialogue,
+    load_oasst_ranked, load_preferences, oasst_preference_pairs,
 )
+from rayalign.data.rows import split_hh_dialogue
 
 HH = "hh_rlhf_harmless_test.dev.jsonl.gz"
 OASST = "oasst2_eft_seed.jsonl"

@@ -10,7 +10,8 @@ import pytest
 from rayalign.models.tiny import build_tiny_causal_lm
 from toy_data import toy_preference_pairs
 from rayalign.training.config import LoraSettings, TrainScaling
-from rayalign.rewards.lora import LoraRewardBackend, LoraRMConfig, encode, train_lora_rm
+from rayalign.rewards.lora import LoraRewardBackend, LoraRMConfig, train_lora_rm
+from rayalign.rewards.rm_dir import encode
 from rayalign.training.ray_train import base_training_args, gradient_accumulation
 
 

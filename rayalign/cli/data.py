@@ -21,7 +21,7 @@ def _truncate(s: Any, n: int) -> str:
 
 def raw_field_types(path: str, limit: int | None = None) -> dict[str, Counter]:
     """Field name -> Counter of JSON type names over the file's rows (bad JSON rows ignored)."""
-    from rayalign.data.loaders import iter_table_rows
+    from rayalign.data.rows import iter_table_rows
 
     types: dict[str, Counter] = defaultdict(Counter)
     for i, (_row, _line, obj) in enumerate(iter_table_rows(path)):

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def _load_sft_examples(path: str, limit: int | None) -> list[dict]:
     from rayalign.data.errors import DataError
-    from rayalign.data.loaders import iter_json_rows
+    from rayalign.data.rows import iter_json_rows
 
     out = []
     for row, line, obj in iter_json_rows(path):

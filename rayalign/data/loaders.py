@@ -14,195 +14,24 @@ row and field, or (with ``skip_bad_rows=True``) records the row in the returned
 
 from __future__ import annotations
 
-import gzip
 import itertools
-import json
-import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from rayalign.data.errors import DataError, LoadReport, Records
+from rayalign.data.rows import (
+    HH_ASSISTANT, HH_HUMAN, RowError, iter_table_rows, load_rows, req_number,
+    req_str, split_hh_dialogue,
+)
 from rayalign.data.schema import (
     PairwiseItem, PreferencePair, PromptRecord, RankedAnswer, ResponseRecord, stable_id,
 )
 
-T = TypeVar("T")
-
-HH_ASSISTANT = "\n\nAssistant:"
-HH_HUMAN = "\n\nHuman:"
-
-
-# --------------------------------------------------------------------------- raw rows
-
-def _open_bytes(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def _decode(raw: bytes, path: Path, row: int | None, line: int) -> str | DataError:
-    """One line's text, or a ``DataError`` naming the row, line and byte (bad UTF-8).
-
-    WHY per line: one stray byte must cost that row, named, not the whole file.
-    """
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return DataError(path, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
-                         row=row, line=line)
-
-
-def iter_json_rows(path: str | os.PathLike) -> Iterator[tuple[int, int, Any]]:
-    """Yield ``(row, line, obj)`` for a JSON Lines file (optionally gzipped) or a JSON array.
-
-    ``row`` is the 0-based index among data rows, ``line`` the 1-based line number (blank
-    lines are not rows). A line that is not valid JSON or not valid UTF-8 yields a
-    ``DataError`` *object* in place of ``obj`` so that callers can decide between raising
-    and skipping.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no such data file: {p}")
-    if p.is_dir():
-        raise DataError(p, "is a directory, expected a JSONL/JSON/Parquet file")
-    name = p.name.removesuffix(".gz")
-    try:
-        with _open_bytes(p) as f:
-            if name.endswith(".json"):
-                raw = f.read()
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(p, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})",
-                                    line=raw.count(b"\n", 0, e.start) + 1) from None
-                try:
-                    data = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise DataError(p, f"invalid JSON: {e.msg} (column {e.colno})", line=e.lineno) from None
-                if not isinstance(data, list):
-                    raise DataError(p, f"a .json data file must hold a list of rows, got {type(data).__name__}")
-                for i, obj in enumerate(data):
-                    yield i, None, obj
-                return
-            row = 0
-            for lineno, raw_line in enumerate(f, start=1):
-                if not raw_line.strip():
-                    continue
-                line = _decode(raw_line, p, row, lineno)
-                if isinstance(line, DataError):
-                    yield row, lineno, line
-                    row += 1
-                    continue
-                try:
-                    obj: Any = json.loads(line)
-                except json.JSONDecodeError as e:
-                    obj = DataError(p, f"invalid JSON ({e.msg}, column {e.colno})", row=row, line=lineno)
-                yield row, lineno, obj
-                row += 1
-    except (OSError, EOFError) as e:  # bad gzip, truncated file
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise DataError(p, f"cannot read file: {e}") from None
-
-
-def _load_rows(path: str | os.PathLike, kind: str, parse: Callable[[dict[str, Any], int], T | None],
-               skip_bad_rows: bool, rows: Iterator[tuple[int, int | None, Any]] | None = None) -> Records[T]:
-    """Drive a per-row parser over a file: error or record every bad row; refuse empty files.
-
-    ``parse(obj, row)`` returns a record, or ``None`` for nothing to emit, and raises
-    ``_RowError(field, reason)`` for a bad row.
-    """
-    report = LoadReport(path=str(path), kind=kind)
-    out: Records[T] = Records(report=report)
-    for row, line, obj in (rows if rows is not None else iter_json_rows(path)):
-        report.rows_read += 1
-        err: DataError | None = None
-        if isinstance(obj, DataError):
-            err = obj
-        elif not isinstance(obj, dict):
-            err = DataError(path, f"expected a JSON object, got {type(obj).__name__}", row=row, line=line)
-        else:
-            try:
-                rec = parse(obj, row)
-            except _RowError as e:
-                err = DataError(path, e.reason, row=row, line=line, field=e.field)
-            else:
-                if rec is not None:
-                    out.append(rec)
-        if err is not None:
-            if not skip_bad_rows:
-                raise err
-            report.add_bad(err)
-    if report.rows_read == 0:
-        raise DataError(path, "file is empty (no rows)")
-    report.loaded = len(out)
-    return out
-
-
-class _RowError(Exception):
-    def __init__(self, field: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-
-
-def _req_str(obj: dict[str, Any], field: str, *, allow_empty: bool = True) -> str:
-    if field not in obj:
-        raise _RowError(field, f"missing field (row has: {', '.join(sorted(obj)) or 'nothing'})")
-    v = obj[field]
-    if not isinstance(v, str):
-        raise _RowError(field, f"expected a string, got {type(v).__name__}")
-    if not allow_empty and not v.strip():
-        raise _RowError(field, "is empty")
-    return v
-
-
-def _req_number(obj: dict[str, Any], field: str, *, nullable: bool = False) -> float | None:
-    if field not in obj:
-        raise _RowError(field, "missing field")
-    v = obj[field]
-    if v is None and nullable:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _RowError(field, f"expected a finite number, got {v!r}")
-    return float(v)
-
-
 # --------------------------------------------------------------------------- HH-RLHF
-
-def split_hh_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
-    """Split two HH-RLHF dialogues into (prompt, chosen reply, rejected reply).
-
-    The prompt is everything up to and including the last ``"\\n\\nAssistant:"`` marker that
-    lies inside the prefix the two dialogues share; the replies are what follows it, with
-    leading whitespace removed. Raises ``_RowError`` for a row that is not a preference.
-    """
-    n = 0
-    limit = min(len(chosen), len(rejected))
-    while n < limit and chosen[n] == rejected[n]:
-        n += 1
-    if n == len(chosen) == len(rejected):
-        raise _RowError("chosen,rejected", "chosen and rejected dialogues are identical")
-    k = chosen.rfind(HH_ASSISTANT, 0, n)
-    # The marker must lie entirely inside the shared prefix.
-    while k >= 0 and k + len(HH_ASSISTANT) > n:
-        k = chosen.rfind(HH_ASSISTANT, 0, k)
-    if k < 0:
-        raise _RowError("chosen,rejected", f"no shared {HH_ASSISTANT.strip()!r} turn: cannot split prompt from replies")
-    cut = k + len(HH_ASSISTANT)
-    prompt, a, b = chosen[:cut], chosen[cut:].lstrip(), rejected[cut:].lstrip()
-    if not a.strip():
-        raise _RowError("chosen", "final assistant reply is empty")
-    if not b.strip():
-        raise _RowError("rejected", "final assistant reply is empty")
-    if a.strip() == b.strip():
-        raise _RowError("chosen,rejected", "final assistant replies are identical (up to whitespace)")
-    return prompt, a, b
-
 
 def load_hh_rlhf(path: str | os.PathLike, *, skip_bad_rows: bool = False,
                  source: str = "hh-rlhf") -> Records[PreferencePair]:
@@ -215,8 +44,8 @@ def load_hh_rlhf(path: str | os.PathLike, *, skip_bad_rows: bool = False,
     """
 
     def parse(obj: dict[str, Any], row: int) -> PreferencePair:
-        c = _req_str(obj, "chosen", allow_empty=False)
-        r = _req_str(obj, "rejected", allow_empty=False)
+        c = req_str(obj, "chosen", allow_empty=False)
+        r = req_str(obj, "rejected", allow_empty=False)
         prompt, a, b = split_hh_dialogue(c, r)
         meta: dict[str, Any] = {"row": row}
         if any(m in x for x in (a, b) for m in (HH_HUMAN, HH_ASSISTANT)):
@@ -225,7 +54,7 @@ def load_hh_rlhf(path: str | os.PathLike, *, skip_bad_rows: bool = False,
         return PreferencePair(prompt=prompt, chosen=a, rejected=b, source=source, meta=meta)
 
     notes: dict[str, int] = {}
-    out = _load_rows(path, "hh", parse, skip_bad_rows)
+    out = load_rows(path, "hh", parse, skip_bad_rows)
     out.report.notes.update(notes)
     return out
 
@@ -237,15 +66,15 @@ def load_oasst_ranked(path: str | os.PathLike, *, skip_bad_rows: bool = False,
     """Load OASST-style ``{"question", "answer", "rank"}`` rows (rank 0 = best)."""
 
     def parse(obj: dict[str, Any], row: int) -> RankedAnswer:
-        q = _req_str(obj, "question", allow_empty=False)
-        a = _req_str(obj, "answer", allow_empty=False)
-        rank = _req_number(obj, "rank")
+        q = req_str(obj, "question", allow_empty=False)
+        a = req_str(obj, "answer", allow_empty=False)
+        rank = req_number(obj, "rank")
         if rank < 0:
-            raise _RowError("rank", f"must be >= 0, got {rank}")
+            raise RowError("rank", f"must be >= 0, got {rank}")
         return RankedAnswer(id=stable_id(q, a, str(row)), prompt=q, response=a, rank=rank,
                             source=source, meta={"row": row})
 
-    return _load_rows(path, "oasst", parse, skip_bad_rows)
+    return load_rows(path, "oasst", parse, skip_bad_rows)
 
 
 def oasst_preference_pairs(rows: list[RankedAnswer]) -> Records[PreferencePair]:
@@ -290,19 +119,19 @@ def load_alpaca_eval_outputs(path: str | os.PathLike, *, skip_bad_rows: bool = F
     """
 
     def parse(obj: dict[str, Any], row: int) -> ResponseRecord:
-        instr = _req_str(obj, "instruction", allow_empty=False)
-        output = _req_str(obj, "output")
-        gen = _req_str(obj, "generator") if "generator" in obj else ""
+        instr = req_str(obj, "instruction", allow_empty=False)
+        output = req_str(obj, "output")
+        gen = req_str(obj, "generator") if "generator" in obj else ""
         meta: dict[str, Any] = {"row": row}
         if "dataset" in obj:
-            meta["dataset"] = _req_str(obj, "dataset")
+            meta["dataset"] = req_str(obj, "dataset")
         if not output.strip():
             report_notes["empty_outputs"] = report_notes.get("empty_outputs", 0) + 1
         return ResponseRecord(id=stable_id(instr), prompt=instr, response=output, generator=gen,
                               source="alpaca_eval", meta=meta)
 
     report_notes: dict[str, int] = {}
-    out = _load_rows(path, "alpaca-outputs", parse, skip_bad_rows)
+    out = load_rows(path, "alpaca-outputs", parse, skip_bad_rows)
     out.report.notes.update(report_notes)
     return out
 
@@ -326,7 +155,7 @@ def preference_to_label(pref: float | None) -> tuple[str | None, bool]:
     if pref == 0.0 or pref == 1.5:
         return None, True
     if not 1.0 <= pref <= 2.0:
-        raise _RowError("preference", f"expected 0 (tie), null or a value in [1, 2], got {pref}")
+        raise RowError("preference", f"expected 0 (tie), null or a value in [1, 2], got {pref}")
     return ("A" if pref < 1.5 else "B"), False
 
 
@@ -339,65 +168,26 @@ def load_alpaca_eval_annotations(path: str | os.PathLike, *, skip_bad_rows: bool
     notes: dict[str, int] = {}
 
     def parse(obj: dict[str, Any], row: int) -> PairwiseItem:
-        instr = _req_str(obj, "instruction", allow_empty=False)
-        o1 = _req_str(obj, "output_1")
-        o2 = _req_str(obj, "output_2")
-        pref = _req_number(obj, "preference", nullable=True)
+        instr = req_str(obj, "instruction", allow_empty=False)
+        o1 = req_str(obj, "output_1")
+        o2 = req_str(obj, "output_2")
+        pref = req_number(obj, "preference", nullable=True)
         label, tie = preference_to_label(pref)
         key = "label_" + (label or ("tie" if tie else "null"))
         notes[key] = notes.get(key, 0) + 1
         meta: dict[str, Any] = {"row": row, "preference": pref, "tie": tie}
         for f, k in (("generator_1", "generator_a"), ("generator_2", "generator_b"), ("dataset", "dataset")):
             if f in obj:
-                meta[k] = _req_str(obj, f)
+                meta[k] = req_str(obj, f)
         return PairwiseItem(id=stable_id(instr, o1, o2), prompt=instr, response_a=o1, response_b=o2,
                             label=label, source="alpaca_eval", meta=meta)
 
-    out = _load_rows(path, "alpaca-annotations", parse, skip_bad_rows)
+    out = load_rows(path, "alpaca-annotations", parse, skip_bad_rows)
     out.report.notes.update(notes)
     return out
 
 
 # --------------------------------------------------------------------------- generic
-
-def _is_hf_dataset_dir(p: Path) -> bool:
-    return p.is_dir() and any((p / n).exists() for n in ("dataset_info.json", "state.json", "dataset_dict.json"))
-
-
-def iter_table_rows(path: str | os.PathLike, split: str | None = None) -> Iterator[tuple[int, int | None, Any]]:
-    """Rows of any supported container: JSONL(.gz) / JSON / Parquet / HF ``save_to_disk`` dir."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no such data file or directory: {p}")
-    if p.is_dir():
-        if not _is_hf_dataset_dir(p):
-            raise DataError(p, "directory is not a saved HF dataset (no dataset_info.json / "
-                               "state.json / dataset_dict.json); pass a file or a save_to_disk() directory")
-        import datasets
-
-        ds = datasets.load_from_disk(str(p))
-        if isinstance(ds, datasets.DatasetDict):
-            names = list(ds.keys())
-            if split is None and len(names) == 1:
-                split = names[0]
-            if split not in ds:
-                raise DataError(p, f"dataset has splits {names}; choose one with split=")
-            ds = ds[split]
-        for i, row in enumerate(ds):
-            yield i, None, row
-        return
-    if p.name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(p)
-        except Exception as e:  # pyarrow raises several types for a bad file
-            raise DataError(p, f"cannot read Parquet: {e}") from None
-        for i, row in enumerate(table.to_pylist()):
-            yield i, None, row
-        return
-    yield from iter_json_rows(p)
-
 
 def load_preferences(path: str | os.PathLike, *, skip_bad_rows: bool = False, split: str | None = None,
                      source: str | None = None) -> Records[PreferencePair]:
@@ -416,14 +206,14 @@ def load_preferences(path: str | os.PathLike, *, skip_bad_rows: bool = False, sp
         try:
             pair = from_trl_row(obj, source=src)
         except DataError as e:
-            raise _RowError(e.field, e.reason) from None
+            raise RowError(e.field, e.reason) from None
         except ValidationError as e:
             first = e.errors()[0]
-            raise _RowError(".".join(str(x) for x in first["loc"]) or None, first["msg"]) from None
+            raise RowError(".".join(str(x) for x in first["loc"]) or None, first["msg"]) from None
         pair.meta.setdefault("row", row)
         return pair
 
-    return _load_rows(path, "preferences", parse, skip_bad_rows, rows=iter_table_rows(path, split))
+    return load_rows(path, "preferences", parse, skip_bad_rows, rows=iter_table_rows(path, split))
 
 
 # --------------------------------------------------------------------------- detection

@@ -23,9 +23,8 @@ from pydantic import ValidationError
 
 from rayalign.data.bundled import bundled_path
 from rayalign.data.errors import DataError, Records
-from rayalign.data.loaders import (
-    KINDS, _load_rows, _RowError, detect_kind, iter_table_rows, load_any,
-)
+from rayalign.data.loaders import KINDS, detect_kind, load_any
+from rayalign.data.rows import RowError, iter_table_rows, load_rows
 from rayalign.data.schema import PairwiseItem
 from rayalign.data.splits import assign_ab_order
 from rayalign.data.votes import load_pandalm, load_votes_jsonl
@@ -65,9 +64,9 @@ def load_pairwise_jsonl(path: str | os.PathLike, *, skip_bad_rows: bool = False)
             return PairwiseItem.model_validate(obj)
         except ValidationError as err:
             first = err.errors()[0]
-            raise _RowError(".".join(map(str, first["loc"])) or None, first["msg"]) from None
+            raise RowError(".".join(map(str, first["loc"])) or None, first["msg"]) from None
 
-    return _load_rows(path, "pairwise", parse, skip_bad_rows)
+    return load_rows(path, "pairwise", parse, skip_bad_rows)
 
 
 _LOADERS: dict[str, Callable[..., Records[Any]]] = {

@@ -173,14 +173,14 @@ def from_trl_row(row: Mapping[str, Any], source: str = "") -> PreferencePair:
         if not isinstance(rejected, str):
             raise DataError(None, f"expected a string like 'chosen', got {type(rejected).__name__}", field="rejected")
         if prompt is None:
-            from rayalign.data.loaders import _RowError, split_hh_dialogue
+            from rayalign.data.rows import RowError, split_hh_dialogue
 
             if "\n\nAssistant:" not in chosen:
                 raise DataError(None, "missing field (standard rows need a prompt unless chosen/rejected "
                                       "are full HH-style dialogues)", field="prompt")
             try:
                 prompt, chosen, rejected = split_hh_dialogue(chosen, rejected)
-            except _RowError as e:
+            except RowError as e:
                 raise DataError(None, e.reason, field=e.field) from None
         elif not isinstance(prompt, str):
             raise DataError(None, f"expected a string (standard row), got {type(prompt).__name__}", field="prompt")

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rayalign.data.errors import DataError, Records
-from rayalign.data.loaders import _load_rows, _req_str, _RowError, iter_json_rows
+from rayalign.data.rows import RowError, iter_json_rows, load_rows, req_str
 from rayalign.data.schema import PreferencePair, response_key, stable_id
 
 #: PandaLM vote value -> side (1 = response1, 2 = response2, 0 = tie).
@@ -91,10 +91,10 @@ def _pair_from_votes(prompt: str, r1: str, r2: str, sides: list[str], meta: dict
 
 def _vote(obj: dict[str, Any], field: str, allowed: dict[Any, str]) -> str:
     if field not in obj:
-        raise _RowError(field, "missing field")
+        raise RowError(field, "missing field")
     v = obj[field]
     if isinstance(v, bool) or v not in allowed:
-        raise _RowError(field, f"expected one of {sorted(allowed, key=str)}, got {v!r}")
+        raise RowError(field, f"expected one of {sorted(allowed, key=str)}, got {v!r}")
     return allowed[v]
 
 
@@ -105,11 +105,11 @@ def pandalm_prompt(instruction: str, inp: str) -> str:
 def _pandalm_fields(obj: dict[str, Any]) -> tuple[int, str, str, str]:
     idx = obj.get("idx")
     if isinstance(idx, bool) or not isinstance(idx, int):
-        raise _RowError("idx", f"expected an integer, got {idx!r}")
-    prompt = pandalm_prompt(_req_str(obj, "instruction"), _req_str(obj, "input"))
+        raise RowError("idx", f"expected an integer, got {idx!r}")
+    prompt = pandalm_prompt(req_str(obj, "instruction"), req_str(obj, "input"))
     if not prompt.strip():
-        raise _RowError("instruction,input", "both are empty: no prompt")
-    return idx, prompt, _req_str(obj, "response1"), _req_str(obj, "response2")
+        raise RowError("instruction,input", "both are empty: no prompt")
+    return idx, prompt, req_str(obj, "response1"), req_str(obj, "response2")
 
 
 def load_pandalm(path: str | os.PathLike, *, skip_bad_rows: bool = False,
@@ -129,7 +129,7 @@ def load_pandalm(path: str | os.PathLike, *, skip_bad_rows: bool = False,
             meta["cmp_key"] = obj["cmp_key"]
         return _pair_from_votes(prompt, r1, r2, sides, meta, notes, source)
 
-    out = _load_rows(path, "pandalm", parse, skip_bad_rows)
+    out = load_rows(path, "pandalm", parse, skip_bad_rows)
     out.report.notes.update(notes)
     return out
 
@@ -141,25 +141,25 @@ def load_votes_jsonl(path: str | os.PathLike, *, skip_bad_rows: bool = False,
     src = source if source is not None else Path(path).name
 
     def parse(obj: dict[str, Any], row: int) -> PreferencePair | None:
-        prompt = _req_str(obj, "prompt")
-        a, b = _req_str(obj, "response_a"), _req_str(obj, "response_b")
+        prompt = req_str(obj, "prompt")
+        a, b = req_str(obj, "response_a"), req_str(obj, "response_b")
         votes = obj.get("votes")
         if not isinstance(votes, list) or not votes:
-            raise _RowError("votes", f"expected a non-empty list of 'A', 'B' or 'tie', got {votes!r}")
+            raise RowError("votes", f"expected a non-empty list of 'A', 'B' or 'tie', got {votes!r}")
         sides = []
         for k, v in enumerate(votes):
             if not isinstance(v, str) or v not in _GENERIC_VOTE:
-                raise _RowError(f"votes[{k}]", f"expected 'A', 'B' or 'tie', got {v!r}")
+                raise RowError(f"votes[{k}]", f"expected 'A', 'B' or 'tie', got {v!r}")
             sides.append(_GENERIC_VOTE[v])
         pid = obj.get("id")
         if pid is not None and (not isinstance(pid, str) or not pid):
-            raise _RowError("id", f"expected a non-empty string, got {pid!r}")
+            raise RowError("id", f"expected a non-empty string, got {pid!r}")
         meta = obj.get("meta", {})
         if not isinstance(meta, dict):
-            raise _RowError("meta", f"expected an object, got {type(meta).__name__}")
+            raise RowError("meta", f"expected an object, got {type(meta).__name__}")
         return _pair_from_votes(prompt, a, b, sides, {**meta, "row": row}, notes, src, pid)
 
-    out = _load_rows(path, "votes", parse, skip_bad_rows)
+    out = load_rows(path, "votes", parse, skip_bad_rows)
     out.report.notes.update(notes)
     return out
 
@@ -172,7 +172,7 @@ def _verdict(obj: dict[str, Any]) -> tuple[str, Any, str]:
         return "gpt-3.5-turbo", obj["gpt_result"], obj.get("gpt_reason") or ""
     if "pandalm_result" in obj:
         return "pandalm-7b", obj["pandalm_result"], obj.get("pandalm_reason") or ""
-    raise _RowError("gpt_result|pandalm_result", "no verdict field")
+    raise RowError("gpt_result|pandalm_result", "no verdict field")
 
 
 def verdict_side(raw: Any) -> tuple[str | None, str | None]:
@@ -202,7 +202,7 @@ def pandalm_verdict_rows(testset: str | os.PathLike, verdicts: str | os.PathLike
             raise DataError(verdicts, f"expected a JSON object, got {type(obj).__name__}", row=row, line=line)
         try:
             judge, raw, reason = _verdict(obj)
-        except _RowError as e:
+        except RowError as e:
             raise DataError(verdicts, e.reason, row=row, line=line, field=e.field) from None
         t = tests.get(obj.get("idx"))
         if t is None:
@@ -210,7 +210,7 @@ def pandalm_verdict_rows(testset: str | os.PathLike, verdicts: str | os.PathLike
                             row=row, line=line, field="idx")
         try:
             _idx, prompt, r1, r2 = _pandalm_fields(t)
-        except _RowError:
+        except RowError:
             continue  # the loader refuses this row too: there is no pair to label
         pid = pair_id(prompt, r1, r2)
         if pid in seen:

@@ -117,7 +117,7 @@ def read_recorded(path: str | Path) -> dict[str, Judgment]:
     """Every recorded judgment of ``path`` by item id (later rows win); a bad row raises a
     ``DataError`` naming file, row (line) and field."""
     from rayalign.data.errors import DataError
-    from rayalign.data.loaders import iter_json_rows
+    from rayalign.data.rows import iter_json_rows
 
     name = _bundled_name(path)
     if name is not None:

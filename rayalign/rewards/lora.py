@@ -15,7 +15,6 @@ The saved RM is a plain ``AutoModelForSequenceClassification`` directory (LoRA m
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,11 +26,11 @@ from rayalign.config import RayConfig, StrictModel
 from rayalign.data.schema import PairwiseItem, PreferencePair
 from rayalign.training.config import DataSource, LoraSettings, TrainHyper, TrainScaling
 from rayalign.training.ray_train import is_final_model, resolve_model_dir, train_job
+from rayalign.rewards.rm_dir import RM_META, encode
 from rayalign.training.worker import peft_lora_config
 
 log = logging.getLogger(__name__)
 
-RM_META = "rayalign_rm.json"
 
 
 class LoraRMConfig(TrainHyper):
@@ -56,20 +55,6 @@ class LoraRMConfig(TrainHyper):
 # ---------------------------------------------------------------------------------------
 # tokenization shared by training and scoring
 # ---------------------------------------------------------------------------------------
-
-def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
-    """Token ids of prompt + response + EOS, cut from the left to ``max_length``.
-
-    Same text layout as TRL's standard preference format (prompt and response concatenated,
-    EOS appended), so a model trained by plain TRL scores the same way.
-    """
-    text = prompt + response
-    eos = tokenizer.eos_token or ""
-    if eos and not text.endswith(eos):
-        text += eos
-    ids = tokenizer(text)["input_ids"]
-    return ids[-max_length:] if len(ids) > max_length else ids
-
 
 def head_modules(model) -> list[str]:
     """Freshly initialised modules a LoRA RM must train and save in full.
@@ -162,14 +147,6 @@ def train_lora_rm(pairs: Sequence[PreferencePair], cfg: LoraRMConfig, output_dir
         {"kind": "lora_reward_model", "base_model": base, "max_length": cfg.max_length,
          "num_pairs": len(pairs), "config": cfg.model_dump(mode="json")},
         ray_cfg=ray_cfg, fail_at_step=_fail_at_step)
-
-
-def rm_metadata(rm_dir: Path) -> dict[str, Any]:
-    """The ``rayalign_rm.json`` written beside a trained RM (max_length, base, metrics)."""
-    p = Path(rm_dir) / RM_META
-    if not p.is_file():
-        return {}
-    return json.loads(p.read_text())
 
 
 class LoraRewardBackend:

@@ -28,7 +28,7 @@ class RewardScorer:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from rayalign.rewards.lora import rm_metadata
+        from rayalign.rewards.rm_dir import rm_metadata
 
         if threads:
             torch.set_num_threads(threads)
@@ -48,7 +48,7 @@ class RewardScorer:
         """Reward of each (prompt, response), in order."""
         import torch
 
-        from rayalign.rewards.lora import encode
+        from rayalign.rewards.rm_dir import encode
 
         if len(prompts) != len(responses):
             raise ValueError("score: prompts and responses differ in length")
