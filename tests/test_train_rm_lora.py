@@ -58,6 +58,16 @@ def test_encode_keeps_the_end_and_appends_eos(tiny_lm):
     assert "wonderful answer" in tok.decode(ids)
 
 
+def test_encode_lays_out_hh_text_as_trl_does(tiny_lm):
+    """RM training and scoring see "Assistant: reply" (TRL's layout), not "Assistant:reply"."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    prompt = "\n\nHuman: Can you help?\n\nAssistant:"
+    ids = encode(tok, prompt, "No, sorry!", max_length=512)
+    assert ids == tok(prompt + " No, sorry!" + tok.eos_token)["input_ids"]
+
+
 def test_backend_refuses_fractional_weights(tmp_path):
     backend = LoraRewardBackend(LoraRMConfig())
     item = toy_preference_pairs(1)[0].to_pairwise(True)

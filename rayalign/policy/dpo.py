@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from rayalign.config import RayConfig
 from rayalign.data.schema import PreferencePair
+from rayalign.data.trl_format import to_trl_rows
 from rayalign.training.config import DPOTrainConfig
 from rayalign.training.ray_train import count_too_long_prompts, is_final_model, resolve_model_dir, train_job
 from rayalign.training.worker import causal_lm_final_builder, peft_lora_config
@@ -54,7 +55,7 @@ def run_dpo(pairs: Sequence[PreferencePair], model_path: str | Path, output_dir:
     if not pairs:
         raise ValueError("run_dpo: no preference pairs")
     base = resolve_model_dir(model_path)
-    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    rows = to_trl_rows(pairs)  # TRL's standard layout: the space after "Assistant:" kept
     dropped: list[int] = []
     if cfg.truncation_mode == "keep_start":
         dropped = count_too_long_prompts(base, [r["prompt"] for r in rows], cfg.max_length)

@@ -18,9 +18,12 @@ def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
     """Token ids of prompt + response + EOS, cut from the left to ``max_length``.
 
     Same text layout as TRL's standard preference format (prompt and response concatenated,
-    EOS appended), so a model trained by plain TRL scores the same way.
+    the space after an HH "Assistant:" kept, EOS appended), so a model trained by plain TRL
+    scores the same way.
     """
-    text = prompt + response
+    from rayalign.data.trl_format import trl_completion
+
+    text = prompt + trl_completion(prompt, response)  # "Assistant: reply", as TRL lays it out
     eos = tokenizer.eos_token or ""
     if eos and not text.endswith(eos):
         text += eos

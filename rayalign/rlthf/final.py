@@ -23,6 +23,7 @@ from typing import Literal, Sequence
 from pydantic import BaseModel
 
 from rayalign.data.schema import PairwiseItem
+from rayalign.data.trl_format import to_trl_row
 from rayalign.rlthf.accounting import accuracy
 from rayalign.rlthf.records import FinalRow, OriginStat
 from rayalign.runs import write_jsonl
@@ -100,5 +101,5 @@ def write_final(final_dir: Path, rows: Sequence[FinalLabel], items_by_id: dict[s
     trl = []
     for r in rows:
         p = items_by_id[r.id].to_preference(r.label)
-        trl.append({"id": p.id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected})
+        trl.append(to_trl_row(p, include_id=True))
     write_jsonl(final_dir / "relabelled_trl.jsonl", trl)
