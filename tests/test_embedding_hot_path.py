@@ -113,3 +113,16 @@ def test_worker_resources_from_the_running_cluster(ray_local, caplog):
     assert "CPU worker(s)" in caplog.text  # the run log says what it chose
     assert worker_resources(1, use_gpu=False, configured={"CPU": 1}) == {"CPU": 1}
     assert worker_resources(1, use_gpu=True, configured=None) is None  # Ray's GPU default
+
+
+def test_rm_scorer_length_sorted_batches_keep_input_order(tmp_path):
+    from rayalign.models.tiny import build_tiny_reward_model
+    from rayalign.rewards.scoring import RewardScorer
+
+    rm = RewardScorer(build_tiny_reward_model(tmp_path / "rm"), max_length=64)
+    prompts = [("Human: hi " * k) + "Assistant:" for k in (9, 1, 5, 2, 7, 1, 3)]
+    responses = [" sure" * k for k in (1, 6, 2, 4, 1, 3, 2)]
+    one_by_one = np.array([rm.score([p], [r], batch_size=1)[0] for p, r in zip(prompts, responses)])
+    batched = rm.score(prompts, responses, batch_size=3)
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    assert len(set(np.round(one_by_one, 5))) > 1  # distinct rewards: a shuffle would show

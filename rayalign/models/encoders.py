@@ -27,8 +27,9 @@ class SentenceEncoder:
         self.device = device
         self.max_seq_length = max_seq_length
         self.normalize = normalize
-        #: "bf16" = torch autocast to bfloat16 around the forward pass (opt-in: fast on CPUs
-        #: with AMX; vectors differ from fp32 at the 1e-3 level). Output is float32 either way.
+        #: "bf16" = torch autocast to bfloat16 around the forward pass (opt-in: fast only where
+        #: bf16 matmul has hardware, e.g. AMX; vectors close to fp32, not equal). Output is
+        #: float32 either way.
         self.precision = precision
         self._model: Any = None
         self._tokenizer: Any = None

@@ -41,8 +41,9 @@ class EmbeddingHeadConfig(StrictModel):
     #: CPUs split evenly over ``num_actors`` (one actor on a 2-core laptop gets both cores).
     num_cpus_per_actor: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    #: "bf16": torch autocast to bfloat16 in the encoder (opt-in; ~2x faster on CPUs with AMX,
-    #: cosine >= 0.9999 to fp32 but not bit-identical -- see benchmarks/README.md).
+    #: "bf16": torch autocast to bfloat16 in the encoder. Opt-in: it pays only on CPUs with
+    #: bf16 matmul units (AMX) or GPUs, and the vectors are close to fp32 but not identical,
+    #: so results may move (see benchmarks/README.md, "Hot-path round").
     precision: Literal["fp32", "bf16"] = "fp32"
     cache_dir: str | None = Field(default=None, description="embedding cache; default: run dir")
 

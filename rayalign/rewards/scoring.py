@@ -54,10 +54,13 @@ class RewardScorer:
             raise ValueError("score: prompts and responses differ in length")
         out = np.zeros(len(prompts), dtype=np.float32)
         pad = self.tokenizer.pad_token_id
-        for start in range(0, len(prompts), batch_size):
-            ids = [encode(self.tokenizer, p, r, self.max_length)
-                   for p, r in zip(prompts[start:start + batch_size],
-                                   responses[start:start + batch_size])]
+        all_ids = [encode(self.tokenizer, p, r, self.max_length) for p, r in zip(prompts, responses)]
+        # Batches of similar length: each pads to its longest row (issue 17: unsorted batches
+        # computed ~3.5x the real tokens for the encoder). Rewards go back to input order.
+        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ids = [all_ids[i] for i in rows]
             width = max(len(x) for x in ids)
             input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
             mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -67,7 +70,7 @@ class RewardScorer:
             with torch.inference_mode():
                 logits = self.model(input_ids=input_ids.to(self.device),
                                     attention_mask=mask.to(self.device)).logits
-            out[start:start + len(ids)] = logits[:, 0].float().cpu().numpy()
+            out[rows] = logits[:, 0].float().cpu().numpy()
         return out
 
 
@@ -104,11 +107,17 @@ def score_pairs(rm_dir: str | os.PathLike, items: Sequence[PairwiseItem], batch_
     init_ray()
     rows = [{"idx": i, "prompt": it.prompt, "response_a": it.response_a,
              "response_b": it.response_b} for i, it in enumerate(items)]
+    # Length order, so each Ray Data batch holds pairs of similar length (less padding).
+    rows.sort(key=lambda r: len(r["prompt"]) + max(len(r["response_a"]), len(r["response_b"])))
     threads = int(os.environ.get("RAYALIGN_SCORE_THREADS", "0")) or None
+    cpus = None
+    if not num_gpus_per_actor:  # CPU scoring: the free CPUs split over the actors, as threads
+        cpus = max(1, int(ray.available_resources().get("CPU", 0.0) // num_actors))
+        threads = threads or cpus
     ds = ray.data.from_items(rows).map_batches(
         _PairScorer, fn_constructor_args=(rm_dir, batch_size, threads),
         batch_size=batch_size, compute=ActorPoolStrategy(size=num_actors),
-        num_gpus=num_gpus_per_actor or None, batch_format="numpy")
+        num_gpus=num_gpus_per_actor or None, num_cpus=cpus, batch_format="numpy")
     out = np.full((len(items), 2), np.nan, dtype=np.float32)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         out[batch["idx"], 0] = batch["reward_a"]
