@@ -40,7 +40,8 @@ def _save(fig, out_png: str | Path) -> Path:
 def plot_margin_curve(margins_sorted_desc: np.ndarray, correct: np.ndarray | None,
                       points: Mapping[str, int | None], out_png: str | Path, title: str,
                       human_idx: Sequence[int] | np.ndarray | None = None,
-                      flips_applied: int | None = None) -> Path:
+                      flips_applied: int | None = None,
+                      checked_idx: Sequence[int] | np.ndarray | None = None) -> Path:
     """The sorted reward-margin curve with its landmarks and the regions they define.
 
     ``correct[i]`` says whether the label of the i-th pair (in the same descending order)
@@ -48,6 +49,8 @@ def plot_margin_curve(margins_sorted_desc: np.ndarray, correct: np.ndarray | Non
     positions of the pairs sent to humans this iteration; their span is shaded.
     ``flips_applied`` is how many of the flip candidates were really flipped (the
     iteration table's number; 0 when vetoed or switched off, None for the last iteration).
+    ``checked_idx``: pairs people checked elsewhere on the curve (flip audit, eyes-off spot
+    check at the top); circled, not shaded, so the human-batch band stays where it is.
     """
     m = np.asarray(margins_sorted_desc, dtype=float)
     n = m.size
@@ -88,6 +91,10 @@ def plot_margin_curve(margins_sorted_desc: np.ndarray, correct: np.ndarray | Non
         ax.axvspan(hi.min() - 0.5, hi.max() + 0.5, color="#fde68a", alpha=0.45,
                    label=f"human batch ({hi.size} pairs)")
         ax.scatter(hi, m[hi], s=size * 3, facecolors="none", edgecolors="#b45309", lw=0.8)
+    if checked_idx is not None and len(checked_idx):
+        ci = np.asarray(checked_idx, dtype=int)
+        ax.scatter(ci, m[ci], s=size * 5, facecolors="none", edgecolors="#1d4ed8", lw=1.2,
+                   label=f"checked by people (audit / eyes-off, {ci.size})")
     for key, (color, name) in LANDMARKS.items():
         p = points.get(key)
         if p is not None and 0 <= p < n:

@@ -281,7 +281,8 @@ def collect(run_dir: str | Path) -> ReportData:
             m, np.array(correct, dtype=object) if has_gt else None,
             {"elbow": curve.elbow, "knee": curve.knee, "reflection": curve.reflection},
             plots / f"margins_iter_{k:02d}.png", f"Iteration {k}: sorted reward margins (n={len(m)})",
-            human_idx=[pos[i] for i in sel.human_batch + sel.flip_audit + sel.spot_check if i in pos],
+            human_idx=[pos[i] for i in sel.human_batch if i in pos],
+            checked_idx=[pos[i] for i in sel.flip_audit + sel.spot_check if i in pos],
             flips_applied=curve.flip_count if (d / "selection.json").is_file() else None)
         fb = curve.fallback
         figures.append(Figure(
@@ -289,7 +290,7 @@ def collect(run_dir: str | Path) -> ReportData:
             "Pairs sorted by reward margin. Green/red: the current label agrees/disagrees with ground truth"
             + ("" if has_gt else " (unknown here)") + ". Dashed lines: elbow, knee, reflection point; red band: "
             "right of the reflection point (flip candidates; the legend says how many were flipped); yellow band: "
-            "sent to humans." + (f" Curve fallback: {fb}." if fb else "")))
+            "the human batch; blue circles: pairs people checked elsewhere (flip audit, eyes-off spot check)." + (f" Curve fallback: {fb}." if fb else "")))
         wrong = sum(1 for c in correct if c is False)
         curve_rows.append([str(k), str(len(m)), _num(curve.elbow), _num(curve.knee), _num(curve.reflection),
                            _num(curve.elbow_margin), str(len(sel.flips)), str(curve.flip_count),
