@@ -105,7 +105,7 @@ def shared_ground_truth(dataset: str, seed: int, args, cache: Path, root: Path) 
 
     cfg = validate_config(RLTHFConfig, {**loop_config(dataset, "embedding_head", seed, True, args, cache),
                                         "name": f"gt-{dataset}-{seed}"})
-    loop = RLTHFLoop(cfg, root / cfg.name, write_report=False)
+    loop = RLTHFLoop(cfg, root / cfg.name)
     loop.prepare()
     return loop.run.file("data", "ground_truth.json")
 
@@ -117,7 +117,7 @@ def run_one(dataset: str, backend: str, seed: int, apply_flips: bool, gt_path: P
     from rayalign.rlthf.driver import RLTHFLoop
 
     cfg = validate_config(RLTHFConfig, loop_config(dataset, backend, seed, apply_flips, args, cache))
-    loop = RLTHFLoop(cfg, root / cfg.name, write_report=False)
+    loop = RLTHFLoop(cfg, root / cfg.name)
     if not loop.run.is_done("ground_truth"):
         shutil.copyfile(gt_path, loop.run.file("data", "ground_truth.json"))
         loop.run.mark_done("ground_truth", copied_from=str(gt_path))

@@ -48,7 +48,7 @@ def loop_inputs(args, root: Path):
         "name": f"noise-{args.dataset}-{args.seed}", "seed": args.seed, **dataset_config(args),
         "reward_model": {"embedding_head": {"cache_dir": args.cache}},
     })
-    loop = RLTHFLoop(cfg, root / cfg.name, write_report=False)
+    loop = RLTHFLoop(cfg, root / cfg.name)
     loop.prepare()
     loop._ai_labels()
     return loop
