@@ -100,7 +100,9 @@ def test_loop_end_to_end(ray_local, tmp_path, embed_cache):
     assert fin["written_acc_shard"] == pytest.approx(fin["curated_acc"]) == pytest.approx(iters[-1]["curated_acc"])
     assert sum(o["pairs"] for o in fin["by_origin"].values()) == shard
     assert fin["by_origin"]["human"]["acc"] == 1.0
-    assert (run / "report.html").is_file() and "Eyes-off check" in (run / "report.md").read_text()
+    from rayalign.reports.rlthf_report import write_report  # the CLI writes it after the loop
+
+    assert write_report(run).is_file() and "Eyes-off check" in (run / "report.md").read_text()
 
 
 def test_rlthf_without_flips_and_eyes_off_spot_check(ray_local, tmp_path, embed_cache):

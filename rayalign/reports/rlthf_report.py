@@ -11,6 +11,10 @@ Two stages: ``collect`` reads the run directory through the schema of
 ``render_markdown`` only format that data with two jinja2 templates (HTML autoescaped).
 Missing pieces (no ground truth, no baselines, a run still going) are reported as
 missing, never invented; the report can be rebuilt any time with ``rayalign report``.
+
+Long because: ``collect`` reads every section of the run directory (iterations, baselines,
+final corpus, eyes-off check, humans) into display tables; each part is short, and all of
+them read the one schema of ``rlthf/records.py``.
 """
 
 from __future__ import annotations
