@@ -1,12 +1,11 @@
 """Bradley-Terry reward model that fine-tunes the top layers of a pretrained encoder.
 
-``backend: finetune`` in the RLTHF config. The frozen-encoder head (``embedding_head``) is
-robust to label noise by construction — its test accuracy barely moves whatever labels it
-is trained on. A fine-tuned RM is the RLTHF paper's setting (a LoRA RM) and is meant to
-track label quality; measured here with these defaults it does not yet (under-trained on
-~600-1,400 pairs: benchmarks/README.md, "fine-tuned RM"). On 2 CPU cores a full fine-tune of even MiniLM is
-several minutes per epoch and the loop fits many RMs (iterations, baselines, cross-fitting),
-so this backend splits the encoder:
+``backend: finetune`` in the RLTHF config. A fine-tuned RM is the RLTHF paper's setting
+(a LoRA RM), meant to track label quality more closely than the frozen-encoder head
+(``embedding_head``, strongly regularised). Measured here with these defaults it does not yet:
+it is under-trained on ~600-1,400 pairs (benchmarks/README.md, "fine-tuned RM"). On 2 CPU
+cores a full fine-tune of even MiniLM is several minutes per epoch and the loop fits many RMs
+(iterations, baselines, cross-fitting), so this backend splits the encoder:
 
 * the lower ``L - train_layers`` transformer layers are frozen: each (prompt, response) is
   run through them ONCE (Ray Data actor pool, ``prepare``) and their hidden states cached
