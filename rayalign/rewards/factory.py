@@ -21,11 +21,11 @@ from rayalign.rewards.lora import LoraRMConfig
 class RewardModelConfig(StrictModel):
     """Which RM the loop trains, and each backend's own typed settings.
 
-    ``embedding_head``: frozen MiniLM + linear Bradley-Terry head (seconds per fit; robust
-    to label noise, so its test accuracy barely follows label quality). ``finetune``: the top
-    layer(s) of pretrained MiniLM fine-tuned as the BT RM on 2 CPU cores (about a minute per
-    fit; test accuracy follows label quality). ``lora``: TRL RewardTrainer + PEFT under Ray
-    Train, the GPU-cluster backend.
+    ``embedding_head``: frozen MiniLM + linear Bradley-Terry head (seconds per fit).
+    ``finetune``: the top layer(s) of pretrained MiniLM fine-tuned as the BT RM on CPU, lower
+    layers cached (minutes per fit on a loaded 2-core machine; with its defaults it was measured
+    *less* accurate than the frozen head, see benchmarks/README.md). ``lora``: TRL
+    RewardTrainer + PEFT under Ray Train, the GPU-cluster backend.
     """
 
     backend: Literal["embedding_head", "finetune", "lora"] = "embedding_head"
