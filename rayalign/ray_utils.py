@@ -58,3 +58,22 @@ def init_ray(cfg: RayConfig | None = None) -> None:
             kwargs["num_gpus"] = cfg.num_gpus
     ray.init(**kwargs)
     log.info("ray started: %s", ray.cluster_resources())
+
+
+def cpu_share(n: int, free_cpus: float, largest_node_cpus: float, reserve_cpus: float = 0.0) -> int:
+    """CPUs for each of ``n`` workers or actors splitting the free CPUs:
+    ``floor((free - reserve) / n)``, at least 1, at most one node's CPUs (or it could never
+    be placed). Ray sets each one's torch/OMP threads from this reservation."""
+    share = int((free_cpus - reserve_cpus) // max(1, n))
+    return max(1, min(share, int(largest_node_cpus) if largest_node_cpus >= 1 else share))
+
+
+def cluster_cpus() -> tuple[float, float]:
+    """``(free CPUs, CPUs of the largest alive node)`` of the running cluster; (0, 0) if none."""
+    import ray
+
+    if not ray.is_initialized():
+        return 0.0, 0.0
+    free = float(ray.available_resources().get("CPU", 0.0))
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return free, max((float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes), default=0.0)

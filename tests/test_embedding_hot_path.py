@@ -18,7 +18,8 @@ from rayalign.rewards.embedding_head import (
     store_tag,
     text_key,
 )
-from rayalign.training.cpus import default_cpus_per_worker, worker_resources
+from rayalign.ray_utils import cpu_share
+from rayalign.training.cpus import worker_resources
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +98,13 @@ def test_bf16_is_opt_in_close_to_fp32_and_cached_apart(enc):
         SentenceEncoder("minilm", precision="fp8")  # type: ignore[arg-type]
 
 
-def test_default_training_cpus_use_the_free_cores():
-    assert default_cpus_per_worker(1, free_cpus=2, largest_node_cpus=2) == 2
-    assert default_cpus_per_worker(2, free_cpus=2, largest_node_cpus=2) == 1
-    assert default_cpus_per_worker(3, free_cpus=2, largest_node_cpus=2) == 1  # never 0
-    assert default_cpus_per_worker(1, free_cpus=16, largest_node_cpus=8) == 8  # fits one node
-    assert default_cpus_per_worker(2, free_cpus=16, largest_node_cpus=8) == 8
-    assert default_cpus_per_worker(1, free_cpus=8, largest_node_cpus=8, reserve_cpus=2) == 6
+def test_cpu_share_of_training_workers_and_actors_uses_the_free_cores():
+    assert cpu_share(1, free_cpus=2, largest_node_cpus=2) == 2
+    assert cpu_share(2, free_cpus=2, largest_node_cpus=2) == 1
+    assert cpu_share(3, free_cpus=2, largest_node_cpus=2) == 1  # never 0
+    assert cpu_share(1, free_cpus=16, largest_node_cpus=8) == 8  # fits one node
+    assert cpu_share(2, free_cpus=16, largest_node_cpus=8) == 8
+    assert cpu_share(1, free_cpus=8, largest_node_cpus=8, reserve_cpus=2) == 6
 
 
 def test_worker_resources_from_the_running_cluster(ray_local, caplog):

@@ -23,6 +23,11 @@ Label = Literal["A", "B"]
 JudgeLabel = Literal["A", "B", "tie"]
 
 
+def other_label(label: str) -> Label:
+    """The other side: "B" for "A", "A" for "B" (a flip, or the same pair seen swapped)."""
+    return "B" if label == "A" else "A"
+
+
 def stable_id(*parts: str, n: int = 16) -> str:
     """A content hash: the same text gives the same id on every machine and run."""
     h = hashlib.sha256()

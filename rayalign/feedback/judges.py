@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from rayalign.data.schema import Judgment, PairwiseItem
+from rayalign.data.schema import Judgment, PairwiseItem, other_label
 from rayalign.engines.base import Engine, GenerationRequest, SamplingParams
 from rayalign.feedback.cache import cache_key
 from rayalign.feedback.parsers import PairVerdict, ParseError, ScoreVerdict
@@ -187,7 +187,7 @@ class PairwiseJudge:
         rationale = ab.verdict.rationale  # type: ignore[union-attr]
         if ba is not None:
             # In the swapped prompt "A" is our response_b: map it back.
-            votes.append("B" if ba.verdict.label == "A" else "A")  # type: ignore[union-attr]
+            votes.append(other_label(ba.verdict.label))  # type: ignore[union-attr]
             if ba.verdict.rationale:  # type: ignore[union-attr]
                 rationale = f"{rationale}{SWAP_SEPARATOR}{ba.verdict.rationale}"  # type: ignore[union-attr]
         label = votes[0] if len(set(votes)) == 1 else "tie"

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
-from rayalign.data.schema import PairwiseItem
+from rayalign.data.schema import PairwiseItem, other_label
 from rayalign.humans.guidelines import BETTER_MEANS, GUIDELINES
 from rayalign.runs import atomic_write_text
 
@@ -247,7 +247,7 @@ def export_argilla(items: Iterable[PairwiseItem], path: str | Path,
             if question == "label":
                 sugg[PAIRWISE_CONTROL] = {"value": ai, "score": None, "agent": "ai-judge"}
             elif ai in ("A", "B"):
-                sugg[PAIRWISE_CONTROL] = {"value": [ai, "B" if ai == "A" else "A"],
+                sugg[PAIRWISE_CONTROL] = {"value": [ai, other_label(ai)],
                                           "score": None, "agent": "ai-judge"}
         records.append({
             "id": it.id,

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from rayalign.data.schema import Label, PairwiseItem
+from rayalign.data.schema import Label, PairwiseItem, other_label
 from rayalign.data.splits import seeded_hash
 
 RecordedMode = Literal["majority", "single_annotator"]
-
-
-def _other(label: Label) -> Label:
-    return "B" if label == "A" else "A"
 
 
 class RecordedHuman:
@@ -52,7 +48,7 @@ class RecordedHuman:
         v = votes[seeded_hash(self.seed, item.id, "annotator") % len(votes)]
         if v not in ("chosen", "rejected", "tie"):
             raise ValueError(f"pair {item.id!r}: recorded vote {v!r} is not chosen, rejected or tie")
-        return None if v == "tie" else (item.label if v == "chosen" else _other(item.label))
+        return None if v == "tie" else (item.label if v == "chosen" else other_label(item.label))
 
     def request_labels(self, batch_id: str, items: list[PairwiseItem], ai_labels: dict[str, Label],
                        rationales: dict[str, str] | None = None) -> dict[str, Label]:

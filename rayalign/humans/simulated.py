@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from rayalign.data.schema import Label, PairwiseItem
+from rayalign.data.schema import Label, PairwiseItem, other_label
 
 
 class SimulatedHuman:
@@ -35,6 +35,6 @@ class SimulatedHuman:
         out: dict[str, Label] = {}
         for it in items:
             t = self.truth[it.id]
-            out[it.id] = ("B" if t == "A" else "A") if self._wrong(it.id) else t
+            out[it.id] = other_label(t) if self._wrong(it.id) else t
         self.calls += len(out)
         return out

@@ -130,10 +130,9 @@ def actor_cpus(num_actors: int, requested: int | None = None) -> int:
     """CPUs (= torch threads) per encoder actor: ``requested``, or the free CPUs split evenly."""
     if requested:
         return int(requested)
-    import ray
+    from rayalign.ray_utils import cluster_cpus, cpu_share
 
-    free = ray.available_resources().get("CPU", 0.0) if ray.is_initialized() else 0.0
-    return max(1, int(free // max(1, num_actors)))
+    return cpu_share(num_actors, *cluster_cpus())
 
 
 def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size: int,

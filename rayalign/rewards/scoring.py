@@ -97,7 +97,7 @@ def score_pairs(rm_dir: str | os.PathLike, items: Sequence[PairwiseItem], batch_
     import ray
     from ray.data import ActorPoolStrategy
 
-    from rayalign.ray_utils import init_ray
+    from rayalign.ray_utils import cluster_cpus, cpu_share, init_ray
 
     if not items:
         return np.zeros((0, 2), dtype=np.float32)
@@ -112,7 +112,7 @@ def score_pairs(rm_dir: str | os.PathLike, items: Sequence[PairwiseItem], batch_
     threads = int(os.environ.get("RAYALIGN_SCORE_THREADS", "0")) or None
     cpus = None
     if not num_gpus_per_actor:  # CPU scoring: the free CPUs split over the actors, as threads
-        cpus = max(1, int(ray.available_resources().get("CPU", 0.0) // num_actors))
+        cpus = cpu_share(num_actors, *cluster_cpus())
         threads = threads or cpus
     ds = ray.data.from_items(rows).map_batches(
         _PairScorer, fn_constructor_args=(rm_dir, batch_size, threads),

@@ -16,9 +16,8 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from rayalign.data.schema import PairwiseItem
+from rayalign.data.schema import PairwiseItem, other_label
 from rayalign.humans.base import HumanAnnotator
-from rayalign.rlthf.rounds import flip
 
 BASELINE_METHODS = ("ai_only", "random", "random_flips", "full_human")
 
@@ -53,7 +52,7 @@ def baseline_label_sets(methods: Sequence[str], *, shard_ids: Sequence[str], bas
         out.append(BaselineLabels("ai_only", dict(base_labels), base_origins, 0))
     levels = sorted({n for n in human_levels if n > 0})
     perm = random_order(shard_ids, seed)
-    flipped = {**base_labels, **{i: flip(base_labels[i]) for i in flips0}}
+    flipped = {**base_labels, **{i: other_label(base_labels[i]) for i in flips0}}
     for n in levels:
         picked = perm[:n]
         answers = human.request_labels(f"random-{n}", [items_by_id[i] for i in picked], {}) or {}

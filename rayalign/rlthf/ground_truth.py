@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rayalign.data.schema import Label, PairwiseItem
+from rayalign.data.schema import Label, PairwiseItem, other_label
 from rayalign.rewards.base import RewardBackend, preference_accuracy, signed_margins
 from rayalign.rewards.crossfit import cross_fitted_diff
 
@@ -57,7 +57,7 @@ def clean_ground_truth(
     flipped = []
     for i in worst:
         iid = items[int(i)].id
-        cleaned[iid] = "B" if raw[iid] == "A" else "A"
+        cleaned[iid] = other_label(raw[iid])
         flipped.append(iid)
     return GroundTruth(labels=cleaned, raw=dict(raw), mode="cleaned", flipped=flipped,
                        crossfit_raw_accuracy=preference_accuracy(diff, labels))

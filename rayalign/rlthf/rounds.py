@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rayalign.data.schema import Label
+from rayalign.data.schema import Label, other_label
 from rayalign.rlthf.curve import CurveAnalysis
 from rayalign.rlthf.select import (
     Selection,
@@ -25,10 +25,6 @@ from rayalign.rlthf.select import (
 
 #: Origins of pairs people have seen: answered A/B, or tie/skip (spent, never asked again).
 HUMAN_ORIGINS = ("human", "human_nolabel")
-
-
-def flip(label: str) -> Label:
-    return "B" if label == "A" else "A"
 
 
 @dataclass
@@ -125,7 +121,7 @@ def apply_round(state: LoopState, plan: RoundPlan, asked: dict[str, Label | None
     flips = list(plan.selection.flips) if apply_flips and not vetoed else []
     labels, origins = dict(state.labels), dict(state.origins)
     for i in flips:
-        labels[i] = flip(labels[i])
+        labels[i] = other_label(labels[i])
         origins[i] = "flip"
     for i in asked:
         if i in answers:
@@ -141,5 +137,5 @@ def apply_round(state: LoopState, plan: RoundPlan, asked: dict[str, Label | None
                        audit_precision=precision, vetoed=vetoed, spot_check_disagree=disagree)
 
 
-__all__ = ["HUMAN_ORIGINS", "LoopState", "RoundPlan", "RoundResult", "apply_round", "flip",
+__all__ = ["HUMAN_ORIGINS", "LoopState", "RoundPlan", "RoundResult", "apply_round",
            "plan_round", "round_budget"]

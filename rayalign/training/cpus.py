@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import logging
 
+from rayalign.ray_utils import cluster_cpus, cpu_share
+
 log = logging.getLogger(__name__)
-
-
-def default_cpus_per_worker(num_workers: int, free_cpus: float, largest_node_cpus: float,
-                            reserve_cpus: float = 0.0) -> int:
-    """``floor((free - reserve) / workers)``, at least 1, at most one node's CPUs."""
-    share = int((free_cpus - reserve_cpus) // max(1, num_workers))
-    return max(1, min(share, int(largest_node_cpus) if largest_node_cpus >= 1 else share))
 
 
 def worker_resources(num_workers: int, use_gpu: bool,
@@ -27,12 +22,8 @@ def worker_resources(num_workers: int, use_gpu: bool,
     (``None``), else a CPU count from the running cluster (logged, so the run log says it)."""
     if configured is not None or use_gpu:
         return configured
-    import ray
-
-    free = float(ray.available_resources().get("CPU", 0.0))
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    largest = max((float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes), default=0.0)
-    cpus = default_cpus_per_worker(num_workers, free, largest)
+    free, largest = cluster_cpus()
+    cpus = cpu_share(num_workers, free, largest)
     log.info("Ray Train: %d CPU worker(s) x %d CPU (= torch threads) each; %.0f CPUs free in the "
              "cluster, largest node %.0f (set scaling.resources_per_worker to override)",
              num_workers, cpus, free, largest)
