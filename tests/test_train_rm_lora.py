@@ -148,3 +148,41 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path):
     assert meta["metrics"]["resumed_from_step"] >= 2
     assert meta["metrics"]["global_step"] == 12  # 64 pairs / 16 x 3 epochs
     assert "held-out preference accuracy" in out.stdout
+
+
+@pytest.mark.parametrize("n, fail_at", [(2, None), pytest.param(3, (1, 2), marks=pytest.mark.slow)],
+                         ids=["two_fits", "three_fits_killed_in_the_second"])
+def test_several_fits_share_one_ray_train_run(ray_local, tiny_lm, tmp_path, n, fail_at):
+    """Cross-fitted folds train in ONE TorchTrainer run (issue 16: the start-up dwarfs a small
+    fit) and each gets exactly the model it would get alone. Slow variant: the worker dies in
+    the second fit after its step-2 checkpoint; the restarted group skips the finished first
+    fit, resumes the second from that checkpoint, and trains the third."""
+    from rayalign.rewards.base import FitJob, fit_all
+    from rayalign.rewards.lora import train_lora_rms
+
+    data = [toy_preference_pairs(32, seed=s) for s in (3, 4, 5)[:n]]
+    cfg = _cfg(tiny_lm, workers=1)
+    outs = [tmp_path / f"fold_{i}" for i in range(n)]
+    dirs = train_lora_rms([(pairs, out) for pairs, out in zip(data, outs)], cfg, _fail_at=fail_at)
+    metas = [json.loads((d / "rayalign_rm.json").read_text()) for d in dirs]
+    assert [m["batched_fits"] for m in metas] == [n] * n
+    assert [m["num_pairs"] for m in metas] == [32] * n
+    assert [m["metrics"]["global_step"] for m in metas] == [6] * n  # 32 / 16 x 3 epochs
+    assert [m["metrics"]["rayalign_subjob"] for m in metas] == list(range(n))
+    if fail_at:
+        assert metas[1]["metrics"]["resumed_from_step"] == 2
+        assert metas[2]["metrics"]["resumed_from_step"] == 0
+    assert not (tmp_path / "ray_train").exists()  # the batch's checkpoints are removed once exported
+
+    # The second fit alone, in its own run, gives the same reward model.
+    alone = train_lora_rm(data[1], cfg, tmp_path / "alone")
+    backend = LoraRewardBackend(cfg)
+    items = [p.to_pairwise(a_is_chosen=(i % 2 == 0)) for i, p in enumerate(toy_preference_pairs(12, seed=9))]
+    np.testing.assert_allclose(backend.reward_diff(dirs[1], items), backend.reward_diff(alone, items),
+                               atol=1e-4)
+    # Finished fits are never retrained: fit_all returns the same directories at once.
+    jobs = [FitJob([p.to_pairwise(True) for p in pairs], ["A"] * len(pairs), [1.0] * len(pairs), out)
+            for pairs, out in zip(data, outs)]
+    mtime = (dirs[0] / "rayalign_rm.json").stat().st_mtime
+    assert fit_all(backend, jobs) == dirs
+    assert (dirs[0] / "rayalign_rm.json").stat().st_mtime == mtime

@@ -7,6 +7,7 @@ on CPU; ``lora`` (TRL RewardTrainer + PEFT under Ray Train) is what a GPU cluste
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -34,6 +35,25 @@ class RewardBackend(Protocol):
     def load(self, out_dir: Path) -> object:
         """A model previously saved by ``fit`` into ``out_dir`` (for resume)."""
         ...
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One ``fit`` call's arguments, so several fits can be handed over at once."""
+
+    items: Sequence[PairwiseItem]
+    labels: Sequence[str]
+    weights: Sequence[float]
+    out_dir: Path | None
+
+
+def fit_all(backend: RewardBackend, jobs: Sequence[FitJob]) -> list[object]:
+    """Models for every job, in order: through the backend's ``fit_many`` when it has one
+    (the ``lora`` backend trains them all in one Ray Train run), else ``fit`` after ``fit``."""
+    many = getattr(backend, "fit_many", None)
+    if many is not None and len(jobs) > 1:
+        return list(many(jobs))
+    return [backend.fit(j.items, j.labels, j.weights, j.out_dir) for j in jobs]
 
 
 def signed_margins(diff: np.ndarray, labels: Sequence[str]) -> np.ndarray:

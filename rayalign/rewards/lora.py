@@ -25,7 +25,8 @@ from pydantic import Field
 from rayalign.config import RayConfig, StrictModel
 from rayalign.data.schema import PairwiseItem, PreferencePair
 from rayalign.training.config import DataSource, LoraSettings, TrainHyper, TrainScaling
-from rayalign.training.ray_train import is_final_model, resolve_model_dir, train_job
+from rayalign.training.ray_train import is_final_model, resolve_model_dir, train_job, train_jobs
+from rayalign.rewards.base import FitJob
 from rayalign.rewards.rm_dir import RM_META, encode
 from rayalign.training.worker import peft_lora_config
 
@@ -123,6 +124,17 @@ def build_reward_trainer(cfg: dict[str, Any], tok, args: dict[str, Any], callbac
 # public API
 # ---------------------------------------------------------------------------------------
 
+def _rm_job(pairs: Sequence[PreferencePair], cfg: LoraRMConfig, base: str,
+            eval_pairs: Sequence[PreferencePair] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(worker job, metadata) of one RM fit."""
+    if not pairs:
+        raise ValueError("train_lora_rm: no training pairs")
+    return ({"model_path": base, "max_length": cfg.max_length, "train_rows": _rows(pairs),
+             "eval_rows": _rows(eval_pairs) if eval_pairs else None},
+            {"kind": "lora_reward_model", "base_model": base, "max_length": cfg.max_length,
+             "num_pairs": len(pairs), "config": cfg.model_dump(mode="json")})
+
+
 def train_lora_rm(pairs: Sequence[PreferencePair], cfg: LoraRMConfig, output_dir: Path,
                   eval_pairs: Sequence[PreferencePair] | None = None,
                   ray_cfg: RayConfig | None = None, *, _fail_at_step: int | None = None) -> Path:
@@ -136,17 +148,21 @@ def train_lora_rm(pairs: Sequence[PreferencePair], cfg: LoraRMConfig, output_dir
     model_dir = Path(output_dir).resolve() / "model"
     if is_final_model(model_dir) and (model_dir / RM_META).is_file():
         return model_dir
-    if not pairs:
-        raise ValueError("train_lora_rm: no training pairs")
+    job, meta = _rm_job(pairs, cfg, resolve_model_dir(cfg.base_model), eval_pairs)
+    return train_job("rm", build_reward_trainer, job, cfg, cfg.scaling, cfg.lora, output_dir, RM_META,
+                     meta, ray_cfg=ray_cfg, fail_at_step=_fail_at_step)
+
+
+def train_lora_rms(fits: Sequence[tuple[Sequence[PreferencePair], Path]], cfg: LoraRMConfig,
+                   ray_cfg: RayConfig | None = None, *,
+                   _fail_at: tuple[int, int] | None = None) -> list[Path]:
+    """Several RMs with the same settings (``(pairs, output_dir)`` each) in one Ray Train
+    run — cross-fitted folds pay the worker-group start-up once. Same result per RM as
+    :func:`train_lora_rm`; finished ones are skipped."""
     base = resolve_model_dir(cfg.base_model)
-    return train_job(
-        "rm", build_reward_trainer,
-        {"model_path": base, "max_length": cfg.max_length, "train_rows": _rows(pairs),
-         "eval_rows": _rows(eval_pairs) if eval_pairs else None},
-        cfg, cfg.scaling, cfg.lora, output_dir, RM_META,
-        {"kind": "lora_reward_model", "base_model": base, "max_length": cfg.max_length,
-         "num_pairs": len(pairs), "config": cfg.model_dump(mode="json")},
-        ray_cfg=ray_cfg, fail_at_step=_fail_at_step)
+    jobs = [(*_rm_job(pairs, cfg, base), Path(out)) for pairs, out in fits]
+    return train_jobs("rm", build_reward_trainer, [(job, out, meta) for job, meta, out in jobs],
+                      cfg, cfg.scaling, cfg.lora, RM_META, ray_cfg=ray_cfg, fail_at=_fail_at)
 
 
 class LoraRewardBackend:
@@ -167,6 +183,17 @@ class LoraRewardBackend:
 
     def fit(self, items: Sequence[PairwiseItem], labels: Sequence[str],
             weights: Sequence[float], out_dir: Path) -> Path:
+        return train_lora_rm(self._pairs(items, labels, weights), self.cfg, Path(out_dir),
+                             ray_cfg=self.ray_cfg)
+
+    def fit_many(self, jobs: Sequence[FitJob]) -> list[Path]:
+        """All ``jobs`` in one Ray Train run (see :func:`train_lora_rms`)."""
+        return train_lora_rms([(self._pairs(j.items, j.labels, j.weights), Path(j.out_dir))
+                               for j in jobs], self.cfg, ray_cfg=self.ray_cfg)
+
+    @staticmethod
+    def _pairs(items: Sequence[PairwiseItem], labels: Sequence[str],
+               weights: Sequence[float]) -> list[PreferencePair]:
         if not (len(items) == len(labels) == len(weights)):
             raise ValueError("fit: items, labels and weights must have the same length")
         pairs: list[PreferencePair] = []
@@ -177,7 +204,7 @@ class LoraRewardBackend:
                     f"lora backend: sample weight {w!r} of pair {it.id!r} must be a whole number "
                     "(weights are applied as repeats)")
             pairs.extend([it.to_preference(lab)] * reps)
-        return train_lora_rm(pairs, self.cfg, Path(out_dir), ray_cfg=self.ray_cfg)
+        return pairs
 
     def reward_diff(self, model: object, items: Sequence[PairwiseItem]) -> np.ndarray:
         from rayalign.rewards.scoring import score_pairs

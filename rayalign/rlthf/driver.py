@@ -24,8 +24,8 @@ import numpy as np
 from rayalign.data.schema import PairwiseItem
 from rayalign.humans.base import HumanAnnotator
 from rayalign.humans.ledger import HumanLabelsPending, HumanLedger, ask_humans
-from rayalign.rewards.base import preference_accuracy, signed_margins
-from rayalign.rewards.crossfit import cross_fitted_diff
+from rayalign.rewards.base import FitJob, fit_all, preference_accuracy, signed_margins
+from rayalign.rewards.crossfit import cross_fit_plan
 from rayalign.rlthf import accounting as acc
 from rayalign.rlthf.baselines import baseline_label_sets
 from rayalign.rlthf.config import RLTHFConfig
@@ -158,14 +158,21 @@ class RLTHFLoop:
         return self.backend.fit([self.by_id[i] for i, _, _ in train], [lab for _, lab, _ in train],
                                 [w for _, _, w in train], out_dir)
 
-    def _shard_diff(self, model, train: list[tuple[str, str, float]]) -> np.ndarray:
-        k = self.cfg.effective_cross_fit_folds
-        if k >= 2:  # each pair scored by an RM not trained on it
-            return cross_fitted_diff(self.backend, [self.by_id[i] for i, _, _ in train],
-                                     [lab for _, lab, _ in train], [w for _, _, w in train], folds=k,
-                                     seed=self.cfg.seed, score_items=self.shard_items,
-                                     scratch_dir=self.run.sub("scratch", "crossfit"))
-        return self.backend.reward_diff(model, self.shard_items)
+    def _fit_scored(self, train: list[tuple[str, str, float]], out_dir: Path,
+                    scratch: Path) -> tuple[object, np.ndarray]:
+        """The iteration's RM and r(A) − r(B) on the shard; with cross-fitting each pair is
+        scored by an RM not trained on it (fold models under ``scratch``, which must be the
+        iteration's own: a finished LoRA fold is reused as is), fitted together with the RM."""
+        job = FitJob([self.by_id[i] for i, _, _ in train], [lab for _, lab, _ in train],
+                     [w for _, _, w in train], out_dir)
+        if self.cfg.effective_cross_fit_folds < 2:
+            model = fit_all(self.backend, [job])[0]
+            return model, self.backend.reward_diff(model, self.shard_items)
+        plan = cross_fit_plan(job.items, job.labels, job.weights, folds=self.cfg.effective_cross_fit_folds,
+                              seed=self.cfg.seed, score_items=self.shard_items,
+                              scratch_dir=scratch)
+        model, *fold_models = fit_all(self.backend, [job, *plan.jobs])
+        return model, plan.diff(self.backend, fold_models)
 
     def _measure(self, labels: dict[str, str], origins: dict[str, str], model) -> dict[str, Any]:
         """Spend, RM test accuracy, curated-label accuracy and its gain split, for any label set."""
@@ -203,8 +210,8 @@ class RLTHFLoop:
     def _iteration(self, k: int, state: LoopState) -> LoopState | None:
         cfg, truth = self.cfg, (self.gt.labels if self.gt else None)
         it_dir = self.run.sub("iterations", f"iter_{k:02d}")
-        model = self._fit(state.train, it_dir / "rm")
-        margins = signed_margins(self._shard_diff(model, state.train), [state.labels[i] for i in self.shard_ids])
+        model, diff = self._fit_scored(state.train, it_dir / "rm", self.run.sub("scratch", f"crossfit_{k:02d}"))
+        margins = signed_margins(diff, [state.labels[i] for i in self.shard_ids])
         idx = np.argsort(-margins, kind="stable")
         order = [self.shard_ids[j] for j in idx]
         curve = analyze_curve(margins[idx], cfg.curve.smooth_frac, cfg.curve.slope_factor)
@@ -274,9 +281,11 @@ class RLTHFLoop:
                                    human=make_annotator(cfg.human, truth=self.gt.labels, seed=cfg.seed + 1),
                                    items_by_id=self.by_id, human_levels=human_levels,
                                    flips0=sel0.flips if sel0 else [], seed=cfg.seed)
-        for b in sets:
-            model = self._fit([(i, b.labels[i], 1.0) for i in self.shard_ids],
-                              self.run.sub("scratch", f"baseline_{b.method}_{b.human_count}"))
+        models = fit_all(self.backend, [  # together: one Ray Train run on the lora backend
+            FitJob([self.by_id[i] for i in self.shard_ids], [b.labels[i] for i in self.shard_ids],
+                   [1.0] * len(self.shard_ids), self.run.sub("scratch", f"baseline_{b.method}_{b.human_count}"))
+            for b in sets])
+        for b, model in zip(sets, models):
             row = BaselineRow(method=b.method, flips=b.flips, **self._measure(b.labels, b.origins, model))
             self.run.log_metrics(**row.to_json())
             log.info("%s", format_baseline(row))
