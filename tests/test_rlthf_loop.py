@@ -232,24 +232,30 @@ def test_quickstart_config_is_valid():
 
 @pytest.mark.slow
 def test_loop_with_lora_reward_model_on_ray_train(ray_local, tmp_path):
-    """The same loop with ``backend: lora`` (TRL RewardTrainer + PEFT under Ray Train)."""
+    """The same loop with ``backend: lora`` (TRL RewardTrainer + PEFT under Ray Train), with
+    2-fold cross-fitting: each iteration's RM and its two fold RMs train in one Ray Train run,
+    and every iteration gets fold models of its own."""
     from rayalign.models.tiny import build_tiny_causal_lm
 
     base = build_tiny_causal_lm(tmp_path / "tiny")
     cfg = validate_config(RLTHFConfig, {
         "name": "lora", "data": {"path": "bundled:hh_rlhf_harmless", "limit": 60},
         "ground_truth": {"mode": "raw"}, "iterations": 1, "human_budget_pct": 10.0,
-        "baselines": [],
+        "baselines": [], "cross_fit_folds": 2,
         "reward_model": {"backend": "lora", "lora": {
             "base_model": str(base), "num_epochs": 1, "effective_batch_size": 16,
             "per_device_batch_size": 8, "max_length": 64, "lora": {"r": 4, "alpha": 8}}},
     })
-    assert cfg.effective_cross_fit_folds == 0
     summary = RLTHFLoop(cfg, tmp_path / "run").run_loop()
     assert [r["iteration"] for r in summary["iterations"]] == [0, 1]
     assert summary["iterations"][1]["human_count"] == 5
     assert (tmp_path / "run" / "final" / "rm").is_dir()
     assert len(read_jsonl(tmp_path / "run" / "final" / "relabelled_trl.jsonl")) == 48
+    for k in (0, 1):
+        meta = json.loads((tmp_path / "run" / "iterations" / f"iter_{k:02d}" / "rm" / "model"
+                           / "rayalign_rm.json").read_text())
+        assert meta["batched_fits"] == 3
+        assert (tmp_path / "run" / "scratch" / f"crossfit_{k:02d}" / "fold_0" / "model").is_dir()
 
 
 def _truth(cfg, run_path) -> dict:
