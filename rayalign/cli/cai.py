@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from rayalign.cli.common import check_run_mode, resolve_config_path
 
@@ -28,10 +29,10 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(CAIConfig, args.config, args.overrides)
     updates = {}
     if not cfg.constitution.startswith(BUNDLED_PREFIX):
-        updates["constitution"] = resolve_config_path(cfg.constitution, args.config)
+        updates["constitution"] = str(Path(resolve_config_path(cfg.constitution, args.config)).resolve())
     if not cfg.prompts.source.startswith("bundled:"):
         updates["prompts"] = cfg.prompts.model_copy(
-            update={"source": resolve_config_path(cfg.prompts.source, args.config)})
+            update={"source": str(Path(resolve_config_path(cfg.prompts.source, args.config)).resolve())})
     cfg = cfg.model_copy(update=updates)
     run_dir = args.run_dir or cfg.run_dir
     resume = check_run_mode(args.run_mode, run_dir)
