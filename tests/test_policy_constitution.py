@@ -16,7 +16,9 @@ import yaml
 from rayalign.data.loaders import load_any
 from rayalign.engines.base import GenerationRequest, GenerationResult, OptionLogprobs, OptionScorer
 from rayalign.policy.cai_config import CAIConfig
-from rayalign.policy.constitution import CAILoop, combine_orders, first_human_turn, soft_probability
+from rayalign.policy.cai_labels import combine_orders, soft_probability
+from rayalign.policy.cai_records import first_human_turn
+from rayalign.policy.constitution import CAILoop
 from rayalign.policy.principles import (
     ConstitutionError, load_constitution, parse_constitution,
 )

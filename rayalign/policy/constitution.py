@@ -19,37 +19,27 @@ engine again for what it already has::
 Principles are drawn per (prompt, round) from a seeded RNG keyed by content (not call order),
 so a resumed or re-chunked run draws the same ones; each record names the principle used.
 
-Preference labels. The feedback model sees "(A) ... (B) ..." with the principle's question.
-Soft labels (engine with log-probs): p(A) = exp(l_A) / (exp(l_A) + exp(l_B)) from the
-next-token log-probs of "A" and "B" after the prefill; with both orders the pair's
-probability is the mean over the two orders (the swapped order's "B" is the same answer),
-which cancels a constant position preference. Hard labels (no log-probs): the parsed answer;
-with both orders a label is kept only when both orders agree, as in ``feedback.judges``.
-In ``preferences.jsonl`` ``meta.soft_label`` is P(chosen preferred over rejected) in
-[0.5, 1] (1.0 for a hard label), ``meta.principle`` the principle id, ``meta.label_kind``
-"soft" or "hard". Pairs at exactly 0.5 (or hard disagreements) are ties: counted, not kept.
+Preference labels (soft from option log-probs, hard from parsed answers, both orders): see
+``rayalign.policy.cai_labels``.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rayalign.data.schema import PreferencePair, PromptRecord, stable_id
-from rayalign.engines.base import (
-    Engine, GenerationRequest, Message, OptionLogprobs, OptionScorer, SamplingParams,
-)
+from rayalign.data.schema import PromptRecord
+from rayalign.engines.base import Engine, GenerationRequest, Message, SamplingParams
 from rayalign.engines.config import EngineConfig
 from rayalign.policy.cai_config import CAIConfig
+from rayalign.policy.cai_labels import build_preferences, judge_chunk, label_kind
 from rayalign.policy.cai_prompts import (
-    OPTIONS, answer_messages, choice_messages, clean_output, critique_messages, parse_choice,
-    revision_messages,
+    answer_messages, clean_output, critique_messages, revision_messages,
 )
+from rayalign.policy.cai_records import CAIRecord, load_red_team_prompts, record_from_dict
 from rayalign.policy.principles import Constitution, load_constitution
 from rayalign.runs import RunDir, atomic_write_json, read_jsonl, write_jsonl
 
@@ -58,64 +48,6 @@ log = logging.getLogger(__name__)
 JOB = "cai"
 EngineFactory = Callable[[EngineConfig], Engine]
 SFTFn = Callable[..., Path]
-
-
-# --------------------------------------------------------------------------- prompts
-def first_human_turn(dialogue: str) -> str:
-    """The opening human message of an HH-style "\\n\\nHuman: ...\\n\\nAssistant: ..." text."""
-    text = dialogue.strip()
-    if text.startswith("Human:"):
-        text = text[len("Human:"):]
-    return text.split("\n\nAssistant:")[0].strip()
-
-
-def load_red_team_prompts(source: str, n: int, offset: int = 0, max_chars: int = 500) -> list[PromptRecord]:
-    """``n`` distinct prompts (after ``offset``) no longer than ``max_chars``, in file order."""
-    texts: list[str] = []
-    if source.startswith("bundled:"):
-        from rayalign.data.bundled import load_bundled
-
-        texts = [first_human_turn(p.prompt) for p in load_bundled(source[len("bundled:"):])]
-    else:
-        for i, row in enumerate(read_jsonl(Path(source))):
-            t = row.get("prompt")
-            if not isinstance(t, str) or not t.strip():
-                raise ValueError(f"{source}: row {i + 1}: field prompt: missing or empty")
-            texts.append(t.strip())
-    seen: set[str] = set()
-    out: list[PromptRecord] = []
-    for t in texts:
-        if not t or len(t) > max_chars or t in seen:
-            continue
-        seen.add(t)
-        out.append(PromptRecord(id=stable_id("cai", t), prompt=t, source=source))
-    out = out[offset:offset + n]
-    if not out:
-        raise ValueError(f"{source}: no usable prompts (offset {offset}, max_chars {max_chars})")
-    return out
-
-
-# --------------------------------------------------------------------------- records
-@dataclass
-class CAIRecord:
-    """One prompt's SL-CAI history: the first answer, then each round's critique/revision."""
-
-    prompt_id: str
-    prompt: str
-    answer: str
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def final(self) -> str:
-        """The latest non-empty revision (the first answer when every revision failed)."""
-        for r in reversed(self.rounds):
-            if r.get("revision"):
-                return r["revision"]
-        return self.answer
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "final": self.final}
 
 
 # --------------------------------------------------------------------------- generation
@@ -169,29 +101,6 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
-
-
-# --------------------------------------------------------------------------- labels
-def soft_probability(lp: Sequence[float]) -> float:
-    """P(first option) from the two options' log-probs, normalised over the two (softmax)."""
-    a, b = float(lp[0]), float(lp[1])
-    m = max(a, b)
-    if m == -math.inf:
-        return 0.5
-    ea, eb = math.exp(a - m), math.exp(b - m)
-    return ea / (ea + eb)
-
-
-def combine_orders(p_first_ab: float | None, p_first_ba: float | None) -> float | None:
-    """P(the pair's first answer wins) from the AB order's P(A) and the BA order's P(A).
-
-    In the swapped order the first answer is shown as B, so its probability there is
-    1 - P(A). None when the AB order failed; the BA order is optional."""
-    if p_first_ab is None:
-        return None
-    if p_first_ba is None:
-        return p_first_ab
-    return (p_first_ab + (1.0 - p_first_ba)) / 2.0
 
 
 # --------------------------------------------------------------------------- the loop
@@ -261,7 +170,7 @@ class CAILoop:
             bar.close()
         return out
 
-    def _step(self, step: str, fn: Callable[[], Any], **info_fn: Any) -> None:
+    def _step(self, step: str, fn: Callable[[], Any]) -> None:
         if self.run.is_done(step):
             return
         t0 = time.monotonic()
@@ -316,7 +225,7 @@ class CAILoop:
             self.run.mark_done("sl.records", prompts=len(records), revised=revised,
                                sft_rows=len(sft_rows), constitution=self.constitution.name)
             self.run.log_metrics(step="sl.records", prompts=len(records), revised=revised)
-        return [_record(r) for r in read_jsonl(self.run.file("sl", "records.jsonl"))]
+        return [record_from_dict(r) for r in read_jsonl(self.run.file("sl", "records.jsonl"))]
 
     def _rows_step(self, step: str, folder: str, items: Sequence[Any],
                    fn: Callable[[list], list[dict]]) -> list[dict]:
@@ -415,76 +324,15 @@ class CAILoop:
                 for r in rows if len(r["texts"]) >= 2 and r["texts"][0] and r["texts"][1]
                 and r["texts"][0].strip() != r["texts"][1].strip()]
 
-    def _label_kind(self, eng: Engine) -> str:
-        want = self.cfg.preference.judge.labels
-        can = isinstance(eng, OptionScorer) and self.cfg.preference.judge.prefill
-        if want == "soft" and not can:
-            raise ValueError("preference.judge.labels: soft needs an engine with option log-probs "
-                             "(hf_local) and judge.prefill: true; use labels: hard or auto")
-        return "soft" if (want == "soft" or (want == "auto" and can)) else "hard"
-
     def judge_pairs(self, pairs: list[dict]) -> list[dict]:
-        """One row per (pair, order): P(A) (soft) or the parsed label (hard), principle id."""
+        """One verdict row per (pair, order), persisted chunk by chunk (``cai_labels``)."""
         jc = self.cfg.preference.judge
         eng = self.judge_engine()
-        kind = self._label_kind(eng)
+        kind = label_kind(jc.labels, eng, jc.prefill)
         orders = ("ab", "ba") if jc.both_orders else ("ab",)
         items = [(p, o) for p in pairs for o in orders]
-
-        def judge(chunk: list[tuple[dict, str]]) -> list[dict]:
-            reqs, meta = [], []
-            for p, o in chunk:
-                pr = self.constitution.draw(self.cfg.seed, p["id"], "compare")
-                a, b = (p["first"], p["second"]) if o == "ab" else (p["second"], p["first"])
-                reqs.append(GenerationRequest(id=f"{p['id']}:{o}", params=jc.params,
-                                              messages=choice_messages(p["prompt"], a, b, pr, jc.prefill)))
-                meta.append({"id": p["id"], "order": o, "principle": pr.id, "label_kind": kind})
-            rows = []
-            if kind == "soft":
-                got: list[OptionLogprobs] = eng.option_logprobs(reqs, list(OPTIONS))  # type: ignore[attr-defined]
-                for m, g in zip(meta, got):
-                    rows.append({**m, "logprobs": g.logprobs, "error": g.error,
-                                 "p_a": None if g.error else soft_probability(g.logprobs)})
-            else:
-                for m, g in zip(meta, eng.generate(reqs)):
-                    raw = g.texts[0] if g.texts else ""
-                    lab = parse_choice(raw, jc.prefill) if raw else None
-                    rows.append({**m, "raw": raw, "label": lab, "p_a": None if lab is None else float(lab == "A"),
-                                 "error": g.error or (None if lab else "no (A)/(B) answer found")})
-            return rows
-
-        return self._rows_step("pref.judgments", "pref/judgments", items, judge)
-
-    def preferences(self, pairs: list[dict], verdicts: list[dict]) -> tuple[list[PreferencePair], dict]:
-        """PreferencePair rows from the verdicts (see the module docstring for the labels)."""
-        by = {(v["id"], v["order"]): v for v in verdicts}
-        jc = self.cfg.preference.judge
-        out, ties, failed = [], 0, 0
-        judge_name = self.judge_engine_spec()
-        for p in pairs:
-            ab, ba = by.get((p["id"], "ab")), by.get((p["id"], "ba"))
-            p_ab = ab["p_a"] if ab else None
-            p_ba = (ba["p_a"] if ba else None) if jc.both_orders else None
-            if p_ab is None or (jc.both_orders and p_ba is None):
-                failed += 1
-                continue
-            kind = ab["label_kind"]
-            if kind == "hard" and jc.both_orders and p_ab == p_ba:  # both orders chose the same slot
-                ties += 1
-                continue
-            p_first = combine_orders(p_ab, p_ba)
-            if p_first is None or p_first == 0.5:
-                ties += 1
-                continue
-            first_wins = p_first > 0.5
-            chosen, rejected = (p["first"], p["second"]) if first_wins else (p["second"], p["first"])
-            out.append(PreferencePair(
-                prompt=p["prompt"], chosen=chosen, rejected=rejected, source=f"cai-{p['kind']}",
-                meta={"soft_label": round(max(p_first, 1 - p_first), 6), "label_kind": kind,
-                      "principle": ab["principle"], "judge": judge_name,
-                      "orders": 2 if jc.both_orders else 1, "pair_kind": p["kind"],
-                      "chosen_is": "first" if first_wins else "second", "prompt_id": p["id"]}))
-        return out, {"pairs": len(pairs), "kept": len(out), "ties": ties, "failed": failed}
+        return self._rows_step("pref.judgments", "pref/judgments", items, lambda chunk: judge_chunk(
+            eng, kind, chunk, jc, self.constitution, self.cfg.seed))
 
     def judge_engine_spec(self) -> str:
         jc = self.cfg.preference.judge
@@ -505,7 +353,8 @@ class CAILoop:
             if not self.run.is_done("pref.pairs"):
                 pairs = self.candidate_pairs(records, sl_model)
                 verdicts = self.judge_pairs(pairs)
-                prefs, stats = self.preferences(pairs, verdicts)
+                prefs, stats = build_preferences(pairs, verdicts, self.cfg.preference.judge.both_orders,
+                                                 self.judge_engine_spec())
                 write_jsonl(self.run.file("preferences.jsonl"), prefs)
                 self.run.mark_done("pref.pairs", **stats)
                 self.run.log_metrics(step="pref.pairs", **stats)
@@ -517,11 +366,6 @@ class CAILoop:
         atomic_write_json(self.run.file("summary.json"), summary)
         self.run.finish()
         return summary
-
-
-def _record(d: dict[str, Any]) -> CAIRecord:
-    return CAIRecord(prompt_id=d["prompt_id"], prompt=d["prompt"], answer=d["answer"],
-                     rounds=list(d.get("rounds", [])), errors=list(d.get("errors", [])))
 
 
 def _local_dir(spec: str) -> str:
