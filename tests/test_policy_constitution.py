@@ -394,3 +394,14 @@ def test_cai_command_as_a_user_runs_it(tmp_path, tiny_lm):
     assert r3.returncode == 2
     assert "my_rules.yaml" in r3.stderr and "principles[0].compare: Field required" in r3.stderr
     assert "Traceback" not in r3.stderr
+
+
+@pytest.mark.parametrize("name", ["cai_cpu.yaml", "cai_gpu.yaml"])
+def test_shipped_cai_configs_validate(name):
+    from rayalign.cli.jobs import infer_job
+    from rayalign.config import load_config
+
+    path = REPO / "jobs" / "configs" / name
+    cfg = load_config(CAIConfig, path)
+    assert infer_job(path) == "cai"
+    load_constitution(cfg.constitution)
