@@ -405,3 +405,16 @@ def test_shipped_cai_configs_validate(name):
     cfg = load_config(CAIConfig, path)
     assert infer_job(path) == "cai"
     load_constitution(cfg.constitution)
+
+
+@pytest.mark.slow
+def test_cai_through_the_ray_data_generation_fanout(ray_local, tmp_path, tiny_lm):
+    """Answers, critiques and revisions through ``feedback.pipeline.generate_candidates``
+    (engines built inside Ray Data actors); greedy decoding gives the same texts as in-process."""
+    fan = CAILoop(_tiny_cfg(tiny_lm, fanout={"enabled": True, "batch_size": 2},
+                            preference={"enabled": False}), tmp_path / "fan").run_all()
+    local = CAILoop(_tiny_cfg(tiny_lm, preference={"enabled": False}), tmp_path / "local").run_all()
+    a = read_jsonl(Path(fan["run_dir"]) / "sl" / "records.jsonl")
+    b = read_jsonl(Path(local["run_dir"]) / "sl" / "records.jsonl")
+    assert [r["rounds"][0]["principle"] for r in a] == [r["rounds"][0]["principle"] for r in b]
+    assert [r["final"] for r in a] == [r["final"] for r in b]
