@@ -355,6 +355,9 @@ def test_cai_loop_on_a_tiny_model(tmp_path, tiny_lm):
     sft = read_jsonl(tmp_path / "run" / "sl_cai_sft.jsonl")
     assert sft and all(s["prompt"].startswith("<|user|>") and s["prompt"].endswith("<|assistant|>\n")
                        for s in sft)  # the tiny model's chat template, as the engine renders it
+    from rayalign.cli.train import _load_sft_examples  # what `rayalign sft` reads
+
+    assert len(_load_sft_examples(str(tmp_path / "run" / "sl_cai_sft.jsonl"), None)) == len(sft)
     prefs = list(load_any(summary["preferences"]))
     assert summary["kept"] + summary["ties"] + summary["failed"] == summary["pairs"]
     for p in prefs:
