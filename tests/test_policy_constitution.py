@@ -273,6 +273,17 @@ def test_killed_run_continues_without_redoing_finished_chunks(tmp_path):
     assert idle.calls == 0
 
 
+def test_resume_refuses_an_edited_constitution(tmp_path):
+    rules = _write(tmp_path, GOOD)
+    _fake_loop(tmp_path, cfg=_cfg(constitution=str(rules), revisions=1)).run_all()
+    _fake_loop(tmp_path, cfg=_cfg(constitution=str(rules), revisions=1))  # unchanged: resumes
+    edited = json.loads(json.dumps(GOOD))
+    edited["principles"][0]["revision"] = "Rewrite it in a very different way."
+    _write(tmp_path, edited)
+    with pytest.raises(ValueError, match="rules.yaml changed since"):
+        _fake_loop(tmp_path, cfg=_cfg(constitution=str(rules), revisions=1))
+
+
 def test_samples_source_judges_two_samples_of_the_sl_model(tmp_path):
     class TwoSamples(FakeCAIEngine):
         def generate(self, requests):

@@ -31,9 +31,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rayalign.data.schema import PromptRecord
+from rayalign.data.schema import PromptRecord, stable_id
 from rayalign.engines.base import Engine, GenerationRequest, Message, SamplingParams
 from rayalign.engines.config import EngineConfig
+from rayalign.engines.factory import build_engine
+from rayalign.models.registry import model_dir
 from rayalign.policy.cai_config import CAIConfig
 from rayalign.policy.cai_labels import build_preferences, judge_chunk, label_kind
 from rayalign.policy.cai_prompts import (
@@ -113,13 +115,25 @@ class CAILoop:
         self.cfg = cfg if isinstance(cfg, CAIConfig) else CAIConfig.model_validate(cfg)
         self.constitution: Constitution = load_constitution(self.cfg.constitution)
         self.run = RunDir.create_or_open(run_dir or self.cfg.run_dir, JOB, self.cfg, resume=resume)
-        self.engine_factory = engine_factory or _default_engine_factory
+        self._check_constitution()
+        self.engine_factory = engine_factory or build_engine
         self.run_sft = run_sft or _default_run_sft
         self.chunk_size = chunk_size or (self.cfg.fanout.batch_size * self.cfg.fanout.concurrency * 4
                                          if self.cfg.fanout.enabled else self.cfg.policy_engine.batch_size * 2)
         self._engines: dict[str, Engine] = {}
         self.text = TextStage(self)
         self.timings: dict[str, float] = {}
+
+    def _check_constitution(self) -> None:
+        """The config names the principles file, not its text: an edited file would silently
+        mix two constitutions in one run, so its content hash is recorded and checked."""
+        digest = stable_id(self.constitution.model_dump_json(exclude={"source"}))
+        old = self.run.manifest().get("constitution_sha")
+        if old and old != digest and self.run.manifest().get("steps"):
+            raise ValueError(f"{self.constitution.source} changed since {self.run.path} was started "
+                             "(its principles differ); start a new run (--new / another --run-dir)")
+        if old != digest:
+            self.run.update_manifest(constitution_sha=digest)
 
     # ------------------------------------------------------------------ engines
     def engine(self, model: str) -> Engine:
@@ -281,7 +295,7 @@ class CAILoop:
                 for r in records if any(x.get("revision") for x in r.rounds)]
         if not conv:
             return []
-        return trl_examples(conv, _local_dir(self.cfg.model))
+        return trl_examples(conv, model_dir(self.cfg.model))
 
     def sl_model(self) -> str | None:
         """Train the SL-CAI model on the revisions when ``sft.enabled``; its directory."""
@@ -366,18 +380,6 @@ class CAILoop:
         atomic_write_json(self.run.file("summary.json"), summary)
         self.run.finish()
         return summary
-
-
-def _local_dir(spec: str) -> str:
-    from rayalign.models.registry import model_dir
-
-    return model_dir(spec)
-
-
-def _default_engine_factory(cfg: EngineConfig) -> Engine:
-    from rayalign.engines.factory import build_engine
-
-    return build_engine(cfg)
 
 
 def _default_run_sft(examples, model_path, output_dir, cfg, ray_cfg=None) -> Path:
