@@ -45,6 +45,8 @@ COMMANDS: tuple[Command, ...] = (
             "rayalign.cli.train:add_dpo", "jobs/configs/dpo_tiny.yaml"),
     Command("align", "self-reward / teacher-reward / teacher-demo DPO loops (M1 -> M2 -> M3)",
             "rayalign.cli.align:add_align", "jobs/configs/align_cpu_demo.yaml"),
+    Command("cai", "Constitutional AI: critique/revision SFT data + AI preference labels",
+            "rayalign.cli.cai:add_cai", "jobs/configs/cai_cpu.yaml"),
     Command("llm serve", "OpenAI-compatible /v1/chat/completions over a local model (Ray Serve)",
             "rayalign.cli.serve:add_llm_serve"),
     Command("annotate serve", "serve the annotation page and its JSON API (Ray Serve)",

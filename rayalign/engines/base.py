@@ -58,3 +58,29 @@ class Engine(Protocol):
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Results in the same order as ``requests``; never raises for a per-request failure."""
         ...
+
+
+class OptionLogprobs(BaseModel):
+    """Log-probabilities of the first token of each option, as the model's next token.
+
+    ``logprobs[i]`` belongs to ``options[i]`` of the call; ``error`` is set (and ``logprobs``
+    empty) when the request failed. WHY the first token only: multiple-choice labels such as
+    "A"/"B" are single tokens after a prefill like "(", which is what the CAI feedback
+    model's normalised option probabilities need (one forward pass, no sampling).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    logprobs: list[float] = Field(default_factory=list)
+    error: str | None = None
+
+
+@runtime_checkable
+class OptionScorer(Protocol):
+    """An engine that can also return next-token log-probs of given options (optional API)."""
+
+    def option_logprobs(self, requests: list[GenerationRequest],
+                        options: list[str]) -> list[OptionLogprobs]:
+        """One row per request, in order; never raises for a per-request failure."""
+        ...

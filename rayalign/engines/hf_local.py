@@ -13,7 +13,9 @@ import logging
 import time
 from typing import Any
 
-from rayalign.engines.base import GenerationRequest, GenerationResult, Message, SamplingParams
+from rayalign.engines.base import (
+    GenerationRequest, GenerationResult, Message, OptionLogprobs, SamplingParams,
+)
 from rayalign.engines.config import EngineConfig
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,43 @@ class HFLocalEngine:
                     o.latency_s = dt
                     results[o.id] = o
         return [results[r.id] for r in requests]
+
+    def option_token_ids(self, options: list[str]) -> list[int]:
+        """The first token id of each option; distinct, or the options cannot be told apart."""
+        ids = []
+        for o in options:
+            toks = self.tokenizer.encode(o, add_special_tokens=False)
+            if not toks:
+                raise ValueError(f"option {o!r} encodes to no token")
+            ids.append(toks[0])
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"options {options!r} start with the same token; use distinct labels")
+        return ids
+
+    def option_logprobs(self, requests: list[GenerationRequest],
+                        options: list[str]) -> list[OptionLogprobs]:
+        """Next-token log-probs of each option's first token after the rendered chat (a
+        trailing assistant message is a prefill, e.g. "The answer is ("): one forward pass
+        per batch, no sampling. A failing batch becomes error rows."""
+        import torch
+
+        tok_ids = self.option_token_ids(options)
+        out: list[OptionLogprobs] = []
+        for i in range(0, len(requests), self.cfg.batch_size):
+            chunk = requests[i:i + self.cfg.batch_size]
+            try:
+                texts = [render_chat(self.tokenizer, r.messages) for r in chunk]
+                enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
+                                     max_length=self.cfg.max_input_tokens,
+                                     add_special_tokens=False).to(self.device)
+                with torch.inference_mode():
+                    logits = self.model(**enc).logits[:, -1, :].float()  # left padding: last = next
+                lp = torch.log_softmax(logits, dim=-1)[:, tok_ids].cpu().tolist()
+                out.extend(OptionLogprobs(id=r.id, logprobs=row) for r, row in zip(chunk, lp))
+            except Exception as err:  # e.g. out of memory: rows, not a crash
+                log.warning("hf_local option_logprobs batch of %d failed: %r", len(chunk), err)
+                out.extend(OptionLogprobs(id=r.id, error=f"scoring failed: {err!r}") for r in chunk)
+        return out
 
     def _generate_batch(self, reqs: list[GenerationRequest]) -> list[GenerationResult]:
         import torch
