@@ -43,6 +43,8 @@ COMMANDS: tuple[Command, ...] = (
             "rayalign.cli.train:add_sft", "jobs/configs/sft_tiny.yaml"),
     Command("dpo", "DPO training (TRL DPOTrainer on Ray Train)",
             "rayalign.cli.train:add_dpo", "jobs/configs/dpo_tiny.yaml"),
+    Command("bon", "best-of-N with a reward model: best as SFT data, best vs worst as DPO pairs",
+            "rayalign.cli.bon:add_bon", "jobs/configs/bon_cpu_demo.yaml"),
     Command("align", "self-reward / teacher-reward / teacher-demo DPO loops (M1 -> M2 -> M3)",
             "rayalign.cli.align:add_align", "jobs/configs/align_cpu_demo.yaml"),
     Command("llm serve", "OpenAI-compatible /v1/chat/completions over a local model (Ray Serve)",
