@@ -26,7 +26,8 @@ def _bon(args: argparse.Namespace) -> int:
 
     cfg = load_config(BestOfNJobConfig, args.config, args.overrides)
     cfg = cfg.model_copy(update={
-        "input": resolve_config_path(cfg.input, args.config),
+        "input": cfg.input if cfg.input.startswith("bundled:")
+        else resolve_config_path(cfg.input, args.config),
         "rm": resolve_config_path(cfg.rm, args.config),
         "engine": cfg.engine.model_copy(update={"model": resolve_config_path(cfg.engine.model, args.config)})
         if cfg.engine.kind != "openai" else cfg.engine})

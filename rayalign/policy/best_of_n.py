@@ -40,7 +40,8 @@ class BestOfNJobConfig(StrictModel):
 
     run_dir: str = operational("runs/bon")
     #: Prompts: JSONL with a ``prompt`` (or ``instruction``) field and optional ``id``, or any
-    #: preference-data file ``rayalign data inspect`` reads (its distinct prompts are used).
+    #: preference-data file ``rayalign data inspect`` reads (its distinct prompts are used),
+    #: e.g. ``bundled:hh_rlhf_harmless``.
     input: str
     limit: int | None = Field(default=None, ge=1)
     engine: EngineConfig
@@ -72,9 +73,10 @@ def load_prompts(path: str | os.PathLike, limit: int | None = None) -> list[Prom
     A JSONL row needs a non-empty ``prompt`` or ``instruction``; a preference-data file
     (HH, TRL, OASST ...) gives its distinct prompts. Repeated prompts are kept once.
     """
+    from rayalign.data.pairs import resolve_path
     from rayalign.data.rows import iter_json_rows
 
-    p = Path(path)
+    p = resolve_path(path)  # a path, or bundled:<name>
     if not p.is_file():
         raise FileNotFoundError(f"prompts file not found: {p}")
     out: dict[str, PromptRecord] = {}
