@@ -65,6 +65,8 @@ COMMANDS: tuple[Command, ...] = (
             "rayalign.cli.evaluate:add_eval_h2h"),
     Command("eval alpaca", "win rate vs the AlpacaEval reference outputs",
             "rayalign.cli.evaluate:add_eval_alpaca"),
+    Command("eval policy", "a policy before vs after training under a reward model (reward, win rate, KL)",
+            "rayalign.cli.evaluate:add_eval_policy"),
     Command("data inspect", "counts, fields, a sample and every bad row of a data file",
             "rayalign.cli.data:add_inspect"),
     Command("report", "write a run's report (self-contained HTML + Markdown)",

@@ -166,12 +166,14 @@ class _ResponseScorerActor:
         return {"idx": batch["idx"], "reward": np.asarray(rewards, dtype=np.float32)}
 
 
-def _actor_pool_batches(rows: list[dict], actor_cls: type, rm_dir: str, batch_size: int,
-                        num_actors: int, num_gpus_per_actor: float):
-    """Stream ``rows`` through a pool of ``actor_cls(rm_dir, batch_size, threads)`` actors.
+def map_actor_pool(rows: list[dict], actor_cls: type, model_dir: str, batch_size: int,
+                   num_actors: int, num_gpus_per_actor: float):
+    """Stream ``rows`` through a pool of ``actor_cls(model_dir, batch_size, threads)`` actors;
+    yields the output batches (numpy) as they come back, in no particular order.
 
-    Shared by pair and response scoring: the CPU split (free CPUs over the actors, used as
-    torch threads) and the pool set-up are decided once here.
+    Shared by every "load a model once per actor, score rows" stage (pairs, responses,
+    policy log-probs): the CPU split (free CPUs over the actors, used as torch threads) and
+    the pool set-up are decided once here.
     """
     import ray
     from ray.data import ActorPoolStrategy
@@ -185,7 +187,7 @@ def _actor_pool_batches(rows: list[dict], actor_cls: type, rm_dir: str, batch_si
         cpus = cpu_share(num_actors, *cluster_cpus())
         threads = threads or cpus
     ds = ray.data.from_items(rows).map_batches(
-        actor_cls, fn_constructor_args=(rm_dir, batch_size, threads),
+        actor_cls, fn_constructor_args=(model_dir, batch_size, threads),
         batch_size=batch_size, compute=ActorPoolStrategy(size=num_actors),
         num_gpus=num_gpus_per_actor or None, num_cpus=cpus, batch_format="numpy")
     return ds.iter_batches(batch_size=None, batch_format="numpy")
@@ -209,7 +211,7 @@ def score_pairs(rm_dir: str | os.PathLike, items: Sequence[PairwiseItem], batch_
     # Length order, so each Ray Data batch holds pairs of similar length (less padding).
     rows.sort(key=lambda r: len(r["prompt"]) + max(len(r["response_a"]), len(r["response_b"])))
     out = np.full((len(items), 2), np.nan, dtype=np.float32)
-    for batch in _actor_pool_batches(rows, _PairScorer, rm_dir, batch_size, num_actors,
+    for batch in map_actor_pool(rows, _PairScorer, rm_dir, batch_size, num_actors,
                                      num_gpus_per_actor):
         out[batch["idx"], 0] = batch["reward_a"]
         out[batch["idx"], 1] = batch["reward_b"]
@@ -236,7 +238,7 @@ def score_responses(rm_dir: str | os.PathLike, prompts: Sequence[str], responses
             for i, (p, r) in enumerate(zip(prompts, responses))]
     rows.sort(key=lambda r: len(r["prompt"]) + len(r["response"]))
     out = np.full(len(rows), np.nan, dtype=np.float32)
-    for batch in _actor_pool_batches(rows, _ResponseScorerActor, rm_dir, batch_size, num_actors,
+    for batch in map_actor_pool(rows, _ResponseScorerActor, rm_dir, batch_size, num_actors,
                                      num_gpus_per_actor):
         out[batch["idx"]] = batch["reward"]
     if np.isnan(out).any():
