@@ -212,7 +212,7 @@ def score_pairs(rm_dir: str | os.PathLike, items: Sequence[PairwiseItem], batch_
     rows.sort(key=lambda r: len(r["prompt"]) + max(len(r["response_a"]), len(r["response_b"])))
     out = np.full((len(items), 2), np.nan, dtype=np.float32)
     for batch in map_actor_pool(rows, _PairScorer, rm_dir, batch_size, num_actors,
-                                     num_gpus_per_actor):
+                                num_gpus_per_actor):
         out[batch["idx"], 0] = batch["reward_a"]
         out[batch["idx"], 1] = batch["reward_b"]
     if np.isnan(out).any():
@@ -239,7 +239,7 @@ def score_responses(rm_dir: str | os.PathLike, prompts: Sequence[str], responses
     rows.sort(key=lambda r: len(r["prompt"]) + len(r["response"]))
     out = np.full(len(rows), np.nan, dtype=np.float32)
     for batch in map_actor_pool(rows, _ResponseScorerActor, rm_dir, batch_size, num_actors,
-                                     num_gpus_per_actor):
+                                num_gpus_per_actor):
         out[batch["idx"]] = batch["reward"]
     if np.isnan(out).any():
         raise RuntimeError(f"score_responses: {int(np.isnan(out).sum())} of {len(rows)} "
