@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default="benchmarks/results/bon_curve.json")
+    ap.add_argument("--save-texts", action="store_true",
+                    help="also store prompts and answers in --out (HH red-team prompts: off by default)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -85,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "curve": {str(k): v for k, v in curve.items()},
-                               "wall_s": wall, "rewards": res["rewards"], "prompts": res["prompts"],
-                               "texts": res["texts"]}, indent=1))
+    rec = {"args": vars(args), "curve": {str(k): v for k, v in curve.items()}, "wall_s": wall,
+           "rewards": res["rewards"]}
+    if args.save_texts:
+        rec.update(prompts=res["prompts"], texts=res["texts"])
+    out.write_text(json.dumps(rec, indent=1))
     return 0
 
 
