@@ -1,4 +1,5 @@
-"""``rayalign eval rm|h2h|alpaca``: judge metrics, head-to-head, AlpacaEval-style win rate.
+"""``rayalign eval rm|h2h|alpaca|policy``: judge metrics, head-to-head, AlpacaEval-style win
+rate, and a policy before/after training scored by a reward model.
 
 ``rayalign eval judge`` (a judge's agreement with reference labels) is in ``cli/label.py``.
 AlpacaEval data (CC BY-NC 4.0) is never bundled: ``--data-dir`` names the user's copy.
@@ -53,6 +54,26 @@ def add_eval_alpaca(a: argparse.ArgumentParser) -> None:
     _gen_args(a)
     _common(a, "alpaca_eval")
     a.set_defaults(func=_alpaca)
+
+
+def add_eval_policy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--before", required=True, help="policy before training (model spec or dir)")
+    p.add_argument("--after", required=True, help="policy after training (model spec or dir)")
+    p.add_argument("--rm", required=True, help="reward model dir (HF RM or RLTHF embedding-head RM)")
+    p.add_argument("--reference", help="KL reference policy (default: --before)")
+    p.add_argument("--prompts", default="bundled:hh_rlhf_harmless",
+                   help="prompts JSONL or preference file, or bundled:<name>")
+    p.add_argument("--offset", type=int, default=0,
+                   help="skip the first prompts (e.g. those the policy was trained on): held-out")
+    p.add_argument("--limit", type=int, default=16, help="prompts to evaluate")
+    p.add_argument("--samples", type=int, default=1, help="sampled answers per prompt and policy")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature (1.0 with top-p 1: the KL estimate is unbiased)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    _gen_args(p)
+    _common(p, "policy_eval")
+    p.set_defaults(func=_policy)
 
 
 def _common(p, default_name: str) -> None:
@@ -214,4 +235,30 @@ def _alpaca(args) -> int:
     paths = write_alpaca(results, args.out, args.name, notes=notes)
     print(paths["md"].read_text())
     print(json.dumps({k: v.get("win_rate") for k, v in results.items()}))
+    return 0
+
+
+def _policy(args) -> int:
+    from rayalign.engines.base import SamplingParams
+    from rayalign.evaluation.tables import write_table
+    from rayalign.policy.best_of_n import load_prompts
+    from rayalign.policy.rm_eval import evaluate_policy
+    from rayalign.runs import write_jsonl
+
+    prompts = load_prompts(args.prompts, args.offset + args.limit)[args.offset:]
+    if not prompts:
+        raise ValueError(f"{args.prompts}: no prompts after --offset {args.offset}")
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature,
+                            top_p=args.top_p, seed=args.seed)
+    ev = evaluate_policy(prompts, args.before, args.after, args.rm, reference=args.reference,
+                         samples=args.samples, params=params, batch_size=args.batch_size,
+                         device=args.device)
+    write_jsonl(Path(args.out) / f"{args.name}.rows.jsonl", ev.rows)
+    s = ev.summary()
+    cols = ["prompts", "samples", "reward_before", "reward_after", "win_rate_after",
+            "kl_after_to_reference", "kl_stderr", "mean_chars_before", "mean_chars_after"]
+    paths = write_table([s], args.out, args.name, "Policy before vs after, scored by the reward model",
+                        cols, notes=[f"RM {args.rm}; before {args.before}; after {args.after}; "
+                                     f"KL reference {ev.reference}; ties count 1/2 in the win rate"])
+    print(paths["md"].read_text())
     return 0

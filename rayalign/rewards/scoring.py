@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -74,8 +74,71 @@ class RewardScorer:
         return out
 
 
+class ResponseScorer(Protocol):
+    """What the batch-scoring stages need of a reward model: texts in, one reward each out.
+
+    ``RewardScorer`` (HF sequence-classification RM) and ``EmbeddingHeadScorer`` (the RLTHF
+    embedding-head RM) implement it; so will ``rayalign.rewards.sources.load_reward_model``.
+    """
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray: ...
+
+
+class EmbeddingHeadScorer:
+    """An RLTHF ``embedding_head`` RM directory (``rm.json`` + ``head.npy``) as a scorer.
+
+    r = head · [e(response), e(prompt) ⊙ e(response)], the features
+    ``rewards.embedding_head.EmbeddingHeadBackend`` trains on (same cuts of prompt and
+    response), encoded here directly instead of through the backend's on-disk cache.
+    """
+
+    def __init__(self, rm_dir: str | os.PathLike, threads: int | None = None):
+        import json
+
+        from rayalign.models.encoders import SentenceEncoder
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.rm_dir = Path(rm_dir)
+        meta = json.loads((self.rm_dir / "rm.json").read_text())
+        self.head = np.load(self.rm_dir / "head.npy").astype(np.float64)
+        self.encoder = SentenceEncoder(meta.get("encoder", "minilm"))
+        if self.head.size != 2 * self.encoder.dim:
+            raise ValueError(f"{self.rm_dir / 'head.npy'}: {self.head.size} weights, but encoder "
+                             f"{meta.get('encoder')!r} gives {2 * self.encoder.dim} features")
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        from rayalign.rewards.embedding_head import MAX_CHARS, prompt_text
+
+        if len(prompts) != len(responses):
+            raise ValueError("score: prompts and responses differ in length")
+        uniq = list(dict.fromkeys(prompts))  # N candidates share one prompt: encode it once
+        ep = dict(zip(uniq, self.encoder.encode(self.encoder.keep_end([prompt_text(p) for p in uniq]))))
+        er = self.encoder.encode([r[:MAX_CHARS] for r in responses])
+        epr = np.stack([ep[p] for p in prompts]) if prompts else np.zeros_like(er)
+        feats = np.concatenate([er, epr * er], axis=1).astype(np.float64)
+        return (feats @ self.head).astype(np.float32)
+
+
+def load_scorer(rm_dir: str | os.PathLike, threads: int | None = None) -> ResponseScorer:
+    """The reward model in ``rm_dir``, whatever its kind (the one place that decides).
+
+    An ``rm.json`` with ``"backend": "embedding_head"`` is the RLTHF RM; anything else is an
+    HF sequence-classification RM. (Once ``rayalign.rewards.sources.load_reward_model``
+    exists this body becomes a call to it.)
+    """
+    import json
+
+    meta_path = Path(rm_dir) / "rm.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()).get("backend") == "embedding_head":
+        return EmbeddingHeadScorer(rm_dir, threads=threads)
+    return RewardScorer(rm_dir, threads=threads)
+
+
 class _PairScorer:
-    """Ray Data actor: one RewardScorer per actor, scores both responses of each pair."""
+    """Ray Data actor: one scorer per actor, scores both responses of each pair."""
 
     def __init__(self, rm_dir: str, batch_size: int, threads: int | None):
         self.scorer = RewardScorer(rm_dir, threads=threads)
@@ -91,38 +154,94 @@ class _PairScorer:
         return {"idx": batch["idx"], "reward_a": both[:n], "reward_b": both[n:]}
 
 
-def score_pairs(rm_dir: str | os.PathLike, items: Sequence[PairwiseItem], batch_size: int = 32,
-                num_actors: int = 1, num_gpus_per_actor: float = 0.0) -> np.ndarray:
-    """Rewards ``(reward_a, reward_b)`` for every item, shape ``(len(items), 2)``, in order."""
+class _ResponseScorerActor:
+    """Ray Data actor: loads the RM once (``load_scorer``), scores (prompt, response) rows."""
+
+    def __init__(self, rm_dir: str, batch_size: int, threads: int | None):
+        self.scorer = load_scorer(rm_dir, threads=threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rewards = self.scorer.score([str(p) for p in batch["prompt"]],
+                                    [str(r) for r in batch["response"]])
+        return {"idx": batch["idx"], "reward": np.asarray(rewards, dtype=np.float32)}
+
+
+def map_actor_pool(rows: list[dict], actor_cls: type, model_dir: str, batch_size: int,
+                   num_actors: int, num_gpus_per_actor: float):
+    """Stream ``rows`` through a pool of ``actor_cls(model_dir, batch_size, threads)`` actors;
+    yields the output batches (numpy) as they come back, in no particular order.
+
+    Shared by every "load a model once per actor, score rows" stage (pairs, responses,
+    policy log-probs): the CPU split (free CPUs over the actors, used as torch threads) and
+    the pool set-up are decided once here.
+    """
     import ray
     from ray.data import ActorPoolStrategy
 
     from rayalign.ray_utils import cluster_cpus, cpu_share, init_ray
 
-    if not items:
-        return np.zeros((0, 2), dtype=np.float32)
-    rm_dir = str(Path(rm_dir).resolve())
-    if not Path(rm_dir).is_dir():
-        raise FileNotFoundError(f"reward model directory not found: {rm_dir}")
     init_ray()
-    rows = [{"idx": i, "prompt": it.prompt, "response_a": it.response_a,
-             "response_b": it.response_b} for i, it in enumerate(items)]
-    # Length order, so each Ray Data batch holds pairs of similar length (less padding).
-    rows.sort(key=lambda r: len(r["prompt"]) + max(len(r["response_a"]), len(r["response_b"])))
     threads = int(os.environ.get("RAYALIGN_SCORE_THREADS", "0")) or None
     cpus = None
     if not num_gpus_per_actor:  # CPU scoring: the free CPUs split over the actors, as threads
         cpus = cpu_share(num_actors, *cluster_cpus())
         threads = threads or cpus
     ds = ray.data.from_items(rows).map_batches(
-        _PairScorer, fn_constructor_args=(rm_dir, batch_size, threads),
+        actor_cls, fn_constructor_args=(model_dir, batch_size, threads),
         batch_size=batch_size, compute=ActorPoolStrategy(size=num_actors),
         num_gpus=num_gpus_per_actor or None, num_cpus=cpus, batch_format="numpy")
+    return ds.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _checked_rm_dir(rm_dir: str | os.PathLike) -> str:
+    path = str(Path(rm_dir).resolve())
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"reward model directory not found: {path}")
+    return path
+
+
+def score_pairs(rm_dir: str | os.PathLike, items: Sequence[PairwiseItem], batch_size: int = 32,
+                num_actors: int = 1, num_gpus_per_actor: float = 0.0) -> np.ndarray:
+    """Rewards ``(reward_a, reward_b)`` for every item, shape ``(len(items), 2)``, in order."""
+    if not items:
+        return np.zeros((0, 2), dtype=np.float32)
+    rm_dir = _checked_rm_dir(rm_dir)
+    rows = [{"idx": i, "prompt": it.prompt, "response_a": it.response_a,
+             "response_b": it.response_b} for i, it in enumerate(items)]
+    # Length order, so each Ray Data batch holds pairs of similar length (less padding).
+    rows.sort(key=lambda r: len(r["prompt"]) + max(len(r["response_a"]), len(r["response_b"])))
     out = np.full((len(items), 2), np.nan, dtype=np.float32)
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in map_actor_pool(rows, _PairScorer, rm_dir, batch_size, num_actors,
+                                num_gpus_per_actor):
         out[batch["idx"], 0] = batch["reward_a"]
         out[batch["idx"], 1] = batch["reward_b"]
     if np.isnan(out).any():
         missing = int(np.isnan(out[:, 0]).sum())
         raise RuntimeError(f"score_pairs: {missing} of {len(items)} pairs came back unscored")
+    return out
+
+
+def score_responses(rm_dir: str | os.PathLike, prompts: Sequence[str], responses: Sequence[str],
+                    batch_size: int = 32, num_actors: int = 1,
+                    num_gpus_per_actor: float = 0.0) -> np.ndarray:
+    """Reward of every (prompt, response), in order: the per-response batch-scoring stage.
+
+    Best-of-N and policy evaluation score many responses to few prompts; each row is one
+    response, and the RM is loaded once per actor of the pool (not per batch).
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"score_responses: {len(prompts)} prompts but {len(responses)} responses")
+    if not prompts:
+        return np.zeros(0, dtype=np.float32)
+    rm_dir = _checked_rm_dir(rm_dir)
+    rows = [{"idx": i, "prompt": p, "response": r}
+            for i, (p, r) in enumerate(zip(prompts, responses))]
+    rows.sort(key=lambda r: len(r["prompt"]) + len(r["response"]))
+    out = np.full(len(rows), np.nan, dtype=np.float32)
+    for batch in map_actor_pool(rows, _ResponseScorerActor, rm_dir, batch_size, num_actors,
+                                num_gpus_per_actor):
+        out[batch["idx"]] = batch["reward"]
+    if np.isnan(out).any():
+        raise RuntimeError(f"score_responses: {int(np.isnan(out).sum())} of {len(rows)} "
+                           "responses came back unscored")
     return out
