@@ -46,6 +46,7 @@ class EmbeddingHeadConfig(StrictModel):
     #: so results may move (see benchmarks/README.md, "Hot-path round").
     precision: Literal["fp32", "bf16"] = "fp32"
     cache_dir: str | None = Field(default=None, description="embedding cache; default: run dir")
+    # (the cross-run cache, keyed by encoder + precision + text, is ``rayalign.cache``)
 
 
 def text_key(text: str) -> str:
@@ -194,6 +195,11 @@ class EmbeddingHeadBackend:
     def __init__(self, cfg: EmbeddingHeadConfig, cache_dir: Path):
         self.cfg = cfg
         self.store = EmbeddingStore(Path(cfg.cache_dir or cache_dir), cfg.encoder, cfg.precision)
+        from rayalign.cache import SharedEmbeddings, cache_root
+
+        root = cache_root()
+        #: The cross-run cache (None when off): a new run dir on the same data encodes nothing.
+        self.shared = SharedEmbeddings(root, cfg.encoder, cfg.precision) if root else None
         self._prompt_cut: dict[str, str] = {}
         self._encoder: Any = None
 
@@ -220,6 +226,16 @@ class EmbeddingHeadBackend:
         for it in items:
             texts += [it.response_a[:MAX_CHARS], it.response_b[:MAX_CHARS]]
         todo = self.store.missing(texts)
+        if todo and self.shared is not None:
+            from rayalign import cache
+
+            got = self.shared.get_many(list(todo.values()))
+            hit_keys = [k for k, t in todo.items() if t in got]
+            if hit_keys:
+                self.store.add(hit_keys, np.stack([got[todo[k]] for k in hit_keys]))
+                todo = {k: t for k, t in todo.items() if t not in got}
+            cache.count("embeddings", hits=len(hit_keys), misses=len(todo))
+            log.info("embedding cache %s: %d hits, %d misses", self.shared.path, len(hit_keys), len(todo))
         if todo:
             log.info("embedding %d new texts with %s (%d Ray Data actors)", len(todo),
                      self.cfg.encoder, self.cfg.num_actors)
@@ -227,6 +243,8 @@ class EmbeddingHeadBackend:
                                         self.cfg.batch_size, self.cfg.num_cpus_per_actor,
                                         self.cfg.precision)
             self.store.add(keys, vecs)
+            if self.shared is not None:
+                self.shared.put_many([todo[k] for k in keys], vecs)
 
     def _features(self, items: Sequence[PairwiseItem]) -> tuple[np.ndarray, np.ndarray]:
         ep = self.store.get(self.prompt_texts([it.prompt for it in items]))
