@@ -188,11 +188,16 @@ def test_two_node_cluster_placement_node_loss_and_submit(two_nodes, tmp_path):
     assert 0 < m["resumed_from_step"] < m["global_step"], m  # restarted from a checkpoint
     assert m["global_step"] == 24                             # 96 pairs / 16 per step x 4 epochs
     assert train["heldout_acc"] >= 0.9, train["heldout_acc"]
-    node_kind = {nid: info["kind"][0] for nid, info in train["nodes"].items() if info["kind"]}
-    first = [w for w in train["workers"] if w["state"] == "DEAD"]
-    assert len(first) >= 2 and {node_kind[w["node"]] for w in first} == {"head", "worker_node"}, train["workers"]
-    # the lost node is dead, the replacement alive: 3 nodes seen, 2 alive
-    assert sum(1 for i in train["nodes"].values() if i["alive"]) == 2 and len(train["nodes"]) == 3
+    # One worker per node in both attempts: the lost node ran one worker of the first group,
+    # the replacement one of the second, the head one of each.
+    from collections import Counter
+
+    lost = next(n for n, k in kinds.items() if k == "worker_node")
+    head = next(n for n, k in kinds.items() if k == "head")
+    per_node = Counter(w["node"] for w in train["workers"])
+    new = [n for n in per_node if n not in kinds]
+    assert per_node[lost] == 1 and per_node[head] == 2 and len(new) == 1 and per_node[new[0]] == 1, train["workers"]
+    assert not train["nodes"][lost]["alive"] and train["nodes"][new[0]]["alive"]
 
     # 3. rayalign submit (Ray Jobs) to the same cluster.
     t0 = time.monotonic()
@@ -205,6 +210,4 @@ def test_two_node_cluster_placement_node_loss_and_submit(two_nodes, tmp_path):
     assert json.loads(sub.stdout.strip().splitlines()[-1])["status"] == "SUCCEEDED"
     assert (run_dir / "model" / "rayalign_rm.json").is_file()
     times["submit_s"] = round(time.monotonic() - t0, 1)
-    print("multinode timings:", json.dumps(times))
-    (REPO / "benchmarks" / "results").mkdir(exist_ok=True)
-    (REPO / "benchmarks" / "results" / "multinode_timings.json").write_text(json.dumps(times, indent=2))
+    print("multinode timings:", json.dumps(times))  # recorded in benchmarks/README.md
