@@ -126,3 +126,24 @@ def test_cli_no_cache_flag_and_env(monkeypatch, tmp_path):
     assert from_env(cache.CacheConfig()).enabled is False
     with pytest.raises(Exception):
         cache.CacheConfig(enabled=True, unknown=1)
+
+
+def test_layered_judgment_cache_serves_a_new_run_from_the_shared_file(tmp_path):
+    """Run 1 writes through to the shared file; run 2 (another run file) reads it and keeps a copy."""
+    import pickle
+
+    from rayalign.data.schema import Judgment
+    from rayalign.feedback.cache import JudgmentCache, LayeredJudgmentCache, open_judgment_cache
+
+    shared = tmp_path / "x" / "judgments.sqlite"
+    run1 = open_judgment_cache(tmp_path / "r1.sqlite", shared)
+    assert isinstance(run1, LayeredJudgmentCache)
+    run1.put_many([("k1", Judgment(item_id="a", judge="j", label="A"))])
+    run1.put_request("k1/o", '{"x": 1}')
+    run2 = pickle.loads(pickle.dumps(open_judgment_cache(tmp_path / "r2.sqlite", shared)))  # as an actor gets it
+    assert run2.get_many(["k1", "k2"])["k1"].label == "A"
+    assert run2.get_requests(["k1/o"]) == {"k1/o": '{"x": 1}'}
+    assert JudgmentCache(tmp_path / "r2.sqlite").get("k1") is not None  # copied into run 2's own file
+    # the shared path given as the run's own path: one plain cache, no double writes
+    assert isinstance(open_judgment_cache(shared, shared), JudgmentCache)
+    assert open_judgment_cache(None, None) is None
