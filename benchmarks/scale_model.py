@@ -311,7 +311,7 @@ def main() -> None:
     if a.part in ("all", "project"):
         print("\n" + project(units, a))
     if a.part in ("all", "scaling"):
-        print(f"\nmeasured scaling run (quick-start settings, iterations 2, baselines ai_only+random):")
+        print("\nmeasured scaling run (quick-start settings, iterations 2, baselines ai_only+random):")
         print(scaling(a.base, [int(s) for s in a.scales.split(",")]))
     print(f"\n(benchmark wall time {time.time() - t0:.0f} s)")
 
