@@ -88,9 +88,12 @@ def rm_fit_seconds(n_pairs: int) -> float:
     from rayalign.rewards.embedding_head import EmbeddingHeadBackend, EmbeddingHeadConfig, text_key
 
     rng = np.random.default_rng(0)
+    from rayalign import cache
+
     with tempfile.TemporaryDirectory() as d:
-        os.environ["RAYALIGN_NO_CACHE"] = "1"
+        cache.activate(cache.CacheConfig(enabled=False))  # synthetic vectors stay out of the cache
         backend = EmbeddingHeadBackend(EmbeddingHeadConfig(), Path(d))
+        cache.activate(None)
         items = [PairwiseItem(id=f"p{i}", prompt=f"q{i}", response_a=f"a{i}", response_b=f"b{i}")
                  for i in range(n_pairs)]
         backend._prompt_cut = {it.prompt: it.prompt for it in items}  # no tokenizer needed
