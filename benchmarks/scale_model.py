@@ -111,6 +111,7 @@ def measure_units() -> dict:
     import torch
 
     torch.set_num_threads(1)
+    rm_fit_seconds(100)  # warm-up: the first L-BFGS fit pays one-off imports (torch._dynamo)
     units = {"embed_texts_per_s_per_core": embed_rate_per_core(),
              "judge_calls_per_s_per_connection": judge_rate_per_connection(),
              "rm_fit_s_1k": rm_fit_seconds(1000), "rm_fit_s_4k": rm_fit_seconds(4000)}
