@@ -141,6 +141,10 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        from rayalign import cache
+
+        #: Cross-run cache counts when this run was opened: ``finish`` records the difference.
+        self._cache_counts = cache.stats()
 
     # -- creation / reopening ------------------------------------------------------------
     @classmethod
@@ -240,6 +244,13 @@ class RunDir:
         atomic_write_json(self.manifest_path, man)
 
     def finish(self, status: str = "finished", **fields: Any) -> None:
+        from rayalign import cache
+
+        used = cache.stats_since(self._cache_counts)
+        if used:  # hits/misses of the cross-run cache by this run (this process's lookups)
+            fields.setdefault("cache", used)
+            log.info("cross-run cache (%s): %s", cache.cache_root() or "off",
+                     ", ".join(f"{k} {v}" for k, v in used.items()))
         self.update_manifest(status=status, finished_at=time.time(), **fields)
 
     # -- files ---------------------------------------------------------------------------

@@ -36,3 +36,15 @@ def ray_local():
     init_ray(RayConfig(num_cpus=2))
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def own_cross_run_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own cross-run cache (``rayalign.cache``), never ~/.cache/rayalign:
+    tests that count encoder or judge calls must not be served by another test's answers."""
+    from rayalign import cache
+
+    monkeypatch.setenv(cache.ENV_DIR, str(tmp_path_factory.mktemp("xcache")))
+    monkeypatch.delenv(cache.ENV_OFF, raising=False)
+    yield
+    cache.activate(None)

@@ -14,6 +14,9 @@ from rayalign.config import load_config
 def add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--in-process", action="store_true",
                      help="run the driver in this process instead of a Ray actor (debugging)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="do not read or write the cross-run cache of embeddings and judgments "
+                          "(~/.cache/rayalign or $RAYALIGN_CACHE_DIR); the run dir's own cache stays")
     run.set_defaults(func=_run)
 
 
@@ -93,6 +96,10 @@ def _run(args: argparse.Namespace) -> int:
 
     console = make_console()
     cfg = load_config(RLTHFConfig, args.config, args.overrides)
+    from rayalign.cache import from_env
+
+    # The environment is read here, on the user's machine, not in the driver actor.
+    cfg.cache = from_env(cfg.cache.model_copy(update={"enabled": False}) if args.no_cache else cfg.cache)
     run_dir = Path(args.run_dir or cfg.run_dir or Path("runs") / cfg.name)
     check_run_mode(args.run_mode, run_dir)
     console.print(f"[bold]rayalign rlthf[/] {cfg.name}: run directory {run_dir}")

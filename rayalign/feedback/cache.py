@@ -156,3 +156,77 @@ class JudgmentCache:
 
 def judgment_to_json(j: Judgment) -> str:
     return json.dumps(j.model_dump(), ensure_ascii=False)
+
+
+class LayeredJudgmentCache:
+    """The run's own cache in front of the cross-run one (``rayalign.cache``).
+
+    Reads try the run's file, then the shared file (a shared hit is copied into the run's
+    file, so the run directory stays complete on its own); writes go to both. Same methods
+    as ``JudgmentCache``, and picklable the same way (paths only).
+    """
+
+    def __init__(self, path: str | os.PathLike, shared: str | os.PathLike):
+        self.path = Path(path)
+        self.own = JudgmentCache(path)
+        self.shared = JudgmentCache(shared)
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path), "shared": str(self.shared.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["shared"])
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Judgment]:
+        keys = list(dict.fromkeys(keys))
+        out = self.own.get_many(keys)
+        rest = [k for k in keys if k not in out]
+        if rest:
+            got = self.shared.get_many(rest)
+            if got:
+                self.own.put_many(got.items())
+                out.update(got)
+        return out
+
+    def get_requests(self, keys: Iterable[str]) -> dict[str, str]:
+        keys = list(dict.fromkeys(keys))
+        out = self.own.get_requests(keys)
+        rest = [k for k in keys if k not in out]
+        if rest:
+            got = self.shared.get_requests(rest)
+            for k, payload in got.items():
+                self.own.put_request(k, payload)
+            out.update(got)
+        return out
+
+    def put_request(self, key: str, payload: str) -> None:
+        self.own.put_request(key, payload)
+        self.shared.put_request(key, payload)
+
+    def get(self, key: str) -> Judgment | None:
+        return self.get_many([key]).get(key)
+
+    def put_many(self, rows: Iterable[tuple[str, Judgment]]) -> int:
+        rows = list(rows)
+        self.shared.put_many(rows)
+        return self.own.put_many(rows)
+
+    def __len__(self) -> int:
+        return len(self.own)
+
+    def stats(self) -> dict[str, int]:
+        return self.own.stats()
+
+    def close(self) -> None:
+        self.own.close()
+        self.shared.close()
+
+
+def open_judgment_cache(path: str | os.PathLike | None,
+                        shared: str | os.PathLike | None) -> JudgmentCache | LayeredJudgmentCache | None:
+    """The run's cache, layered over the shared one when that is on (either may be None)."""
+    if path is None and shared is None:
+        return None
+    if path is None or shared is None or Path(path).resolve() == Path(shared).resolve():
+        return JudgmentCache(path if path is not None else shared)  # type: ignore[arg-type]
+    return LayeredJudgmentCache(path, shared)

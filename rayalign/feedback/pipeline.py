@@ -33,7 +33,7 @@ from rayalign.engines.base import GenerationRequest
 from rayalign.engines.config import EngineConfig
 from rayalign.engines.factory import build_engine
 from rayalign.errors import JudgeFailed
-from rayalign.feedback.cache import JudgmentCache
+from rayalign.feedback.cache import open_judgment_cache
 from rayalign.feedback.config import JudgeConfig, build_judge
 from rayalign.feedback.judges import pair_cache_key
 
@@ -104,14 +104,14 @@ class JudgeActor:
     a kill or Ctrl-C loses only what was in flight.
     """
 
-    def __init__(self, judge_cfg_json: str, cache_path: str | None):
+    def __init__(self, judge_cfg_json: str, cache_path: str | None, shared_cache_path: str | None = None):
         from concurrent.futures import ThreadPoolExecutor
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.cfg = JudgeConfig.model_validate_json(judge_cfg_json)
         self.judge = build_judge(self.cfg)
-        self.cache = JudgmentCache(cache_path) if cache_path else None
+        self.cache = open_judgment_cache(cache_path, shared_cache_path)
         #: Pairwise LLM judges are asked per (pair, order); remote (HTTP) engines get one
         #: thread per request, local models keep their batches (threads would fight for them).
         self.per_order = hasattr(self.judge, "orders") and hasattr(self.judge, "combine")
@@ -189,7 +189,12 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
     judge_cfg.preflight()  # a missing API key fails here, not in every actor
     spec = judge_cfg.cache_spec()
     keys = [pair_cache_key(spec, it) for it in items]
-    cache = JudgmentCache(cache_path) if cache_path else None
+    from rayalign import cache as shared_cache
+
+    # The cross-run cache (``rayalign.cache``) sits behind the run's own; both off when the
+    # caller passes no cache path (a run that explicitly wants every answer fresh).
+    shared = shared_cache.judgment_cache_path() if cache_path else None
+    cache = open_judgment_cache(cache_path, shared)
     known: dict[str, Judgment] = cache.get_many(keys) if cache is not None else {}
     stats.n_cached = sum(1 for k in keys if k in known)
 
@@ -212,7 +217,8 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
         ds = ds.map_batches(
             JudgeActor,
             fn_constructor_kwargs={"judge_cfg_json": judge_cfg.model_dump_json(),
-                                   "cache_path": str(cache_path) if cache_path else None},
+                                   "cache_path": str(cache_path) if cache_path else None,
+                                   "shared_cache_path": str(shared) if shared else None},
             # Several blocks in flight per (async) actor: a block held up by one slow request
             # does not stop the actor from taking the next ones.
             compute=ray.data.ActorPoolStrategy(size=n_actors,
@@ -251,6 +257,9 @@ def label_pairs_with_stats(items: list[PairwiseItem], judge_cfg: JudgeConfig,
             stats.n_ok += 1
             stats.n_ties += j.label == "tie"
     stats.records_per_s = stats.n_requested / stats.wall_s if stats.wall_s > 0 else 0.0
+    shared_cache.count("judgments", hits=stats.n_cached, misses=stats.n_requested)
+    if shared:
+        log.info("judgment cache %s: %d hits, %d misses", shared, stats.n_cached, stats.n_requested)
     if stats.n_errors and stats.n_ok == 0:
         raise JudgeFailed(f"the judge failed on all {stats.n_errors} pairs ({_why(judgments)}); "
                           "nothing was cached, fix the judge and rerun to label them")

@@ -46,6 +46,7 @@ class EmbeddingHeadConfig(StrictModel):
     #: so results may move (see benchmarks/README.md, "Hot-path round").
     precision: Literal["fp32", "bf16"] = "fp32"
     cache_dir: str | None = Field(default=None, description="embedding cache; default: run dir")
+    # (the cross-run cache, keyed by encoder + precision + text, is ``rayalign.cache``)
 
 
 def text_key(text: str) -> str:
@@ -78,10 +79,14 @@ class _EncodeBatch:
         self.encoder = SentenceEncoder(spec, precision=precision)  # type: ignore[arg-type]
         self.batch_size = batch_size
         self.encoder.model  # load now: the first batch should not carry the load time
+        import ray
+
+        self.node = ray.get_runtime_context().get_node_id()  # where the work ran (logged)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vecs = self.encoder.encode([str(t) for t in batch["text"]], batch_size=self.batch_size)
-        return {"key": batch["key"], "emb": np.asarray(vecs, dtype=np.float32)}
+        return {"key": batch["key"], "emb": np.asarray(vecs, dtype=np.float32),
+                "node": np.array([self.node] * len(vecs))}
 
 
 class EmbeddingStore:
@@ -137,13 +142,15 @@ def actor_cpus(num_actors: int, requested: int | None = None) -> int:
 
 def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size: int,
                    cpus_per_actor: int | None = None, precision: str = "fp32",
-                   sort_by_length: bool = True) -> tuple[list[str], np.ndarray]:
+                   sort_by_length: bool = True,
+                   placement: dict[str, int] | None = None) -> tuple[list[str], np.ndarray]:
     """Encode ``{key: text}`` with a Ray Data actor pool; returns keys and vectors in order.
 
     WHY sorted: Ray Data cuts the rows into blocks in the order given and every batch pads to
     its longest text. In random length order the model processed ~3.5x the real tokens on the
     HH data; sorted by length, neighbours in a batch have about the same length (issue 17).
     The vectors do not depend on the order (each row is encoded alone, padding is masked).
+    ``placement``, if given, is filled with {Ray node id: texts encoded there}.
     """
     import time
 
@@ -169,10 +176,13 @@ def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size
     )
     keys: list[str] = []
     vecs: list[np.ndarray] = []
+    nodes: dict[str, int] = placement if placement is not None else {}
     step, next_log = max(256, len(rows) // 10), 0
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         keys.extend(str(k) for k in batch["key"])
         vecs.append(batch["emb"])
+        for node in batch["node"]:
+            nodes[str(node)] = nodes.get(str(node), 0) + 1
         if len(keys) >= next_log and len(keys) < len(rows):
             # Progress for the person waiting: the encoder is the one slow step on a CPU.
             rate = len(keys) / max(time.time() - t0, 1e-9)
@@ -182,7 +192,8 @@ def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size
     if len(keys) != len(rows):
         raise RuntimeError(f"encoder returned {len(keys)} vectors for {len(rows)} texts")
     dt = time.time() - t0
-    log.info("embedded %d texts in %.1fs (%.0f texts/s)", len(rows), dt, len(rows) / max(dt, 1e-9))
+    log.info("embedded %d texts in %.1fs (%.0f texts/s) on %d node(s)", len(rows), dt,
+             len(rows) / max(dt, 1e-9), len(nodes))
     return keys, np.concatenate(vecs).astype(np.float32)
 
 
@@ -194,6 +205,11 @@ class EmbeddingHeadBackend:
     def __init__(self, cfg: EmbeddingHeadConfig, cache_dir: Path):
         self.cfg = cfg
         self.store = EmbeddingStore(Path(cfg.cache_dir or cache_dir), cfg.encoder, cfg.precision)
+        from rayalign.cache import SharedEmbeddings, cache_root
+
+        root = cache_root()
+        #: The cross-run cache (None when off): a new run dir on the same data encodes nothing.
+        self.shared = SharedEmbeddings(root, cfg.encoder, cfg.precision) if root else None
         self._prompt_cut: dict[str, str] = {}
         self._encoder: Any = None
 
@@ -220,6 +236,16 @@ class EmbeddingHeadBackend:
         for it in items:
             texts += [it.response_a[:MAX_CHARS], it.response_b[:MAX_CHARS]]
         todo = self.store.missing(texts)
+        if todo and self.shared is not None:
+            from rayalign import cache
+
+            got = self.shared.get_many(list(todo.values()))
+            hit_keys = [k for k, t in todo.items() if t in got]
+            if hit_keys:
+                self.store.add(hit_keys, np.stack([got[todo[k]] for k in hit_keys]))
+                todo = {k: t for k, t in todo.items() if t not in got}
+            cache.count("embeddings", hits=len(hit_keys), misses=len(todo))
+            log.info("embedding cache %s: %d hits, %d misses", self.shared.path, len(hit_keys), len(todo))
         if todo:
             log.info("embedding %d new texts with %s (%d Ray Data actors)", len(todo),
                      self.cfg.encoder, self.cfg.num_actors)
@@ -227,6 +253,8 @@ class EmbeddingHeadBackend:
                                         self.cfg.batch_size, self.cfg.num_cpus_per_actor,
                                         self.cfg.precision)
             self.store.add(keys, vecs)
+            if self.shared is not None:
+                self.shared.put_many([todo[k] for k in keys], vecs)
 
     def _features(self, items: Sequence[PairwiseItem]) -> tuple[np.ndarray, np.ndarray]:
         ep = self.store.get(self.prompt_texts([it.prompt for it in items]))

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from rayalign.cache import CacheConfig
 from rayalign.config import RayConfig, StrictModel, operational
 from rayalign.feedback.config import JudgeConfig
 from rayalign.feedback.simulated import SimulatedLabellerConfig
@@ -110,6 +111,8 @@ class RLTHFConfig(StrictModel):
     ground_truth: GroundTruthConfig = Field(default_factory=GroundTruthConfig)
     reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig)
     curve: CurveConfig = Field(default_factory=CurveConfig)
+    #: The cross-run cache of embeddings and judgments (``rayalign.cache``).
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     iterations: int = Field(default=3, ge=1, le=50, description="human-annotation rounds")
     human_budget_pct: float = Field(default=4.0, gt=0.0, le=50.0,

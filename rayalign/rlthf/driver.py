@@ -58,6 +58,9 @@ class RLTHFLoop:
     def __init__(self, cfg: RLTHFConfig, run_path: str | Path, human: HumanAnnotator | None = None,
                  labeller_fn=None):
         self.cfg, self._human = cfg, human
+        from rayalign import cache
+
+        cache.activate(cfg.cache)  # before the backend and the judge look for the shared cache
         self.run = RunDir.create_or_open(run_path, job="rlthf", config=cfg, resume=True)
         self._labeller_fn = labeller_fn or get_ai_labels
         self.ledger = HumanLedger(self.run.file("humans", "labels.jsonl"))
