@@ -43,6 +43,8 @@ COMMANDS: tuple[Command, ...] = (
             "rayalign.cli.train:add_sft", "jobs/configs/sft_tiny.yaml"),
     Command("dpo", "DPO training (TRL DPOTrainer on Ray Train)",
             "rayalign.cli.train:add_dpo", "jobs/configs/dpo_tiny.yaml"),
+    Command("rl", "online RL against a reward model (TRL GRPO / RLOO on Ray Train)",
+            "rayalign.cli.rl:add_rl", "jobs/configs/rl_cpu.yaml"),
     Command("align", "self-reward / teacher-reward / teacher-demo DPO loops (M1 -> M2 -> M3)",
             "rayalign.cli.align:add_align", "jobs/configs/align_cpu_demo.yaml"),
     Command("llm serve", "OpenAI-compatible /v1/chat/completions over a local model (Ray Serve)",

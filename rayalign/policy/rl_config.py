@@ -72,12 +72,18 @@ class PromptSource(StrictModel):
     #: Prompts held out from training, scored before/after by the RM in the run report.
     eval_prompts: int = Field(default=16, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _path_replaces_default(cls, data):
+        if isinstance(data, dict) and data.get("path") and "bundled" not in data:
+            data = {**data, "bundled": None}  # a path given: the bundled default steps aside
+        return data
+
     @model_validator(mode="after")
     def _one(self) -> "PromptSource":
-        if self.path:
-            self.bundled = None
-        if not self.bundled and not self.path:
-            raise ValueError("prompts: set bundled (e.g. hh_rlhf_harmless) or path (a JSONL file)")
+        if bool(self.bundled) == bool(self.path):
+            raise ValueError("prompts: set exactly one of bundled (e.g. hh_rlhf_harmless) "
+                             "or path (a JSONL file of {\"prompt\": ...} rows)")
         return self
 
 
