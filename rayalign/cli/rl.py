@@ -21,7 +21,10 @@ def _rl(args: argparse.Namespace) -> int:
     run = RunDir.create_or_open(run_dir, job="rl", config=cfg, resume=check_run_mode(args.run_mode, run_dir))
     prompts = resolve_config_path(cfg.prompts.path, args.config) if cfg.prompts.path else None
     summary = run_rl_job(cfg, run, prompts, resolve_config_path(cfg.model, args.config))
-    run.finish(model_dir=summary["model_dir"])
+    from rayalign.reports.rl_report import report_rl_run
+
+    report = report_rl_run(run.path)
+    run.finish(model_dir=summary["model_dir"], report=str(report))
     print(json.dumps({k: summary[k] for k in ("model_dir", "steps", "heldout_reward_before",
                                               "heldout_reward_after", "heldout_win_rate")}))
     return 0

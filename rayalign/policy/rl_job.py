@@ -1,8 +1,9 @@
-"""The ``rayalign rl`` job: prompts -> held-out reward before -> RL -> after -> metrics, plot, report.
+"""The ``rayalign rl`` job: prompts -> held-out reward before -> RL -> after -> metrics files.
 
 Every step's result is a file in the run directory, so a rerun after a failure (a killed
 worker, the RM endpoint down) redoes only what is missing: the held-out "before" answers are
 kept, RL resumes from its latest Ray Train checkpoint, a finished model is not retrained.
+The plot and report are ``reports.rl_report.report_rl_run`` (a layer above), from these files.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ def run_rl_job(cfg: RLJobConfig, run: RunDir, prompts_path: str | None = None,
     """The whole job in ``run``; returns the summary written to ``run/rl_summary.json``."""
     from rayalign.policy.rl import RL_META, run_rl, step_metrics
     from rayalign.policy.rl_eval import policy_reward, win_rate
-    from rayalign.reports.rl_report import plot_rl_curves, write_rl_report
     from rayalign.rewards.trl_reward import RMRewardFunction
     from rayalign.training.ray_train import resolve_model_dir
 
@@ -84,15 +84,14 @@ def run_rl_job(cfg: RLJobConfig, run: RunDir, prompts_path: str | None = None,
         atomic_write_json(run.file("heldout_after.json"), after)
         before = json.loads(before_path.read_text())
         held = {"before": before, "after": after, "win_rate": win_rate(after["rewards"], before["rewards"])}
-    meta = {**json.loads((Path(model_dir) / RL_META).read_text()), "model_dir": str(model_dir)}
-    png = plot_rl_curves(rows, run.file("rl_curves.png"),
-                         title=f"{cfg.train.algorithm.upper()} against the RM ({len(rows)} steps)")
-    write_rl_report(run.file("report.md"), rows, meta, held, png)
+    meta = json.loads((Path(model_dir) / RL_META).read_text())
     summary = {"model_dir": str(model_dir), "algorithm": cfg.train.algorithm, "steps": len(rows),
                "first_step": rows[0] if rows else None, "last_step": rows[-1] if rows else None,
                "heldout_reward_before": held["before"]["reward_mean"] if held else None,
                "heldout_reward_after": held["after"]["reward_mean"] if held else None,
                "heldout_win_rate": held["win_rate"] if held else None,
-               "wall_seconds": meta.get("wall_seconds")}
+               "wall_seconds": meta.get("wall_seconds"),
+               # for the report (reports/rl_report.py reads the run dir, not this module)
+               "meta": {**meta, "model_dir": str(model_dir)}, "heldout": held}
     atomic_write_json(run.file("rl_summary.json"), summary)
     return summary

@@ -6,6 +6,7 @@ the CLI, the benchmark and a notebook can all call it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -78,3 +79,14 @@ def write_rl_report(out_md: str | Path, rows: Sequence[Mapping[str, Any]], meta:
         lines += [f"![reward, KL and completion length per step]({Path(plot_png).name})", ""]
     out.write_text("\n".join(lines))
     return out
+
+
+def report_rl_run(run_dir: str | Path) -> Path:
+    """Plot + ``report.md`` of a finished ``rayalign rl`` run, from the files in its directory."""
+    run = Path(run_dir)
+    summary = json.loads((run / "rl_summary.json").read_text())
+    metrics = run / "rl_metrics.jsonl"
+    rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.is_file() else []
+    png = plot_rl_curves(rows, run / "rl_curves.png",
+                         title=f"{summary['algorithm'].upper()} against the RM ({len(rows)} steps)")
+    return write_rl_report(run / "report.md", rows, summary["meta"], summary.get("heldout"), png)
