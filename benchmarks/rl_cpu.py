@@ -133,6 +133,9 @@ def main() -> int:
                      "held-out reward after": after["reward_mean"],
                      "win rate vs before": win_rate(after["rewards"], before["rewards"]),
                      "plain / rayalign s/step": ratio})
+        # Saved and shown as soon as measured: on a loaded machine the second runner may not finish.
+        (out / "rl_cpu.json").write_text(json.dumps(rows, indent=1, default=str))
+        print(markdown_table(rows[-1:]), flush=True)
         return s
 
     rs = row("rayalign (Ray Train, 1 worker)", ray_hist, ray_wall, ray_after)
