@@ -355,3 +355,29 @@ def test_rl_cli_as_a_user_runs_it(tiny_lm, tiny_rm, tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "is not a reward model directory" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_rm_serve_scores_an_embedding_head_rm_like_the_local_scorer(ray_local, tmp_path):
+    """`rayalign rm serve` loads the RLTHF embedding-head RM too (rewards.sources)."""
+    import socket
+
+    from rayalign.rewards.sources import load_reward_model
+    from rayalign.serve.reward_app import RMServeConfig, start_reward_server, stop_reward_server
+
+    rm_dir = tmp_path / "rm"
+    rm_dir.mkdir()
+    np.save(rm_dir / "head.npy", np.random.default_rng(1).normal(size=768))
+    (rm_dir / "rm.json").write_text(json.dumps({"backend": "embedding_head", "encoder": "minilm", "dim": 768}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = RMServeConfig(model_dir=str(rm_dir), port=port, app_name="rl-test-ehead")
+    url = start_reward_server(cfg)
+    try:
+        responses = ["Sure, happy to help.", "Go away.", "Here is how to stay safe."]
+        got = HttpRewardClient(url).score(PROMPTS[:3], responses)
+        want = load_reward_model(rm_dir).score(PROMPTS[:3], responses)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    finally:
+        stop_reward_server(cfg)
