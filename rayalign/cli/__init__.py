@@ -45,6 +45,8 @@ COMMANDS: tuple[Command, ...] = (
             "rayalign.cli.train:add_dpo", "jobs/configs/dpo_tiny.yaml"),
     Command("bon", "best-of-N with a reward model: best as SFT data, best vs worst as DPO pairs",
             "rayalign.cli.bon:add_bon", "jobs/configs/bon_cpu_demo.yaml"),
+    Command("rl", "online RL against a reward model (TRL GRPO / RLOO on Ray Train)",
+            "rayalign.cli.rl:add_rl", "jobs/configs/rl_cpu.yaml"),
     Command("align", "self-reward / teacher-reward / teacher-demo DPO loops (M1 -> M2 -> M3)",
             "rayalign.cli.align:add_align", "jobs/configs/align_cpu_demo.yaml"),
     Command("cai", "Constitutional AI: critique/revision SFT data + AI preference labels",

@@ -59,6 +59,20 @@ def prompt_text(prompt: str) -> str:
     return prompt[-MAX_CHARS:]
 
 
+def response_text(response: str) -> str:
+    """What the encoder reads of a response (its first ``MAX_CHARS`` characters)."""
+    return response[:MAX_CHARS]
+
+
+def pair_features(prompt_emb: np.ndarray, response_emb: np.ndarray) -> np.ndarray:
+    """The head's input for (prompt, response) embeddings: ``[e(r), e(p) * e(r)]``.
+
+    The one definition of the features, used when fitting, when scoring pairs and when an
+    RL reward function scores fresh completions (``rewards.sources``), so all three agree.
+    """
+    return np.concatenate([response_emb, prompt_emb * response_emb], axis=1)
+
+
 def store_tag(spec: str, precision: str = "fp32") -> str:
     """Cache file tag: fp32 and bf16 vectors of one model never share a file."""
     return text_key(spec if precision == "fp32" else f"{spec}|{precision}")[:8]
@@ -234,7 +248,7 @@ class EmbeddingHeadBackend:
     def prepare(self, items: Sequence[PairwiseItem]) -> None:
         texts = list(self.prompt_texts([it.prompt for it in items]))
         for it in items:
-            texts += [it.response_a[:MAX_CHARS], it.response_b[:MAX_CHARS]]
+            texts += [response_text(it.response_a), response_text(it.response_b)]
         todo = self.store.missing(texts)
         if todo and self.shared is not None:
             from rayalign import cache
@@ -258,11 +272,9 @@ class EmbeddingHeadBackend:
 
     def _features(self, items: Sequence[PairwiseItem]) -> tuple[np.ndarray, np.ndarray]:
         ep = self.store.get(self.prompt_texts([it.prompt for it in items]))
-        ea = self.store.get([it.response_a[:MAX_CHARS] for it in items])
-        eb = self.store.get([it.response_b[:MAX_CHARS] for it in items])
-        fa = np.concatenate([ea, ep * ea], axis=1)
-        fb = np.concatenate([eb, ep * eb], axis=1)
-        return fa, fb
+        ea = self.store.get([response_text(it.response_a) for it in items])
+        eb = self.store.get([response_text(it.response_b) for it in items])
+        return pair_features(ep, ea), pair_features(ep, eb)
 
     # -- model ---------------------------------------------------------------------------
     def fit(self, items: Sequence[PairwiseItem], labels: Sequence[str],

@@ -145,9 +145,10 @@ def build_deployment(cfg: RMServeConfig):
     @serve.ingress(app)
     class RewardModelServer:
         def __init__(self, model_dir: str, max_length: int | None, batch: dict[str, Any]):
-            from rayalign.rewards.scoring import RewardScorer
+            from rayalign.rewards.sources import load_reward_model
 
-            self.scorer = RewardScorer(model_dir, max_length=max_length)
+            # Either kind of RM dir: sequence classifier or embedding head (rewards/sources.py).
+            self.scorer = load_reward_model(model_dir, max_length=max_length)
             self.model_dir = model_dir
             self._score_batch.set_max_batch_size(batch["max_batch_size"])
             self._score_batch.set_batch_wait_timeout_s(batch["batch_wait_timeout_s"])
@@ -207,8 +208,9 @@ def start_reward_server(cfg: RMServeConfig, ray_cfg=None) -> str:
     from rayalign.ray_utils import init_ray
     from rayalign.serve.common import connect_url, ensure_proxy
 
-    if not (Path(cfg.model_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"model_dir {cfg.model_dir} holds no model (no config.json)")
+    from rayalign.rewards.sources import rm_kind
+
+    rm_kind(cfg.model_dir)  # a clear error here, not in a replica's constructor
     init_ray(ray_cfg)
     bound = ensure_proxy(cfg.host, cfg.port)
     serve.run(build_deployment(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
