@@ -118,7 +118,7 @@ def test_worker_resources_from_the_running_cluster(ray_local, caplog):
 
 def test_rm_scorer_length_sorted_batches_keep_input_order(tmp_path):
     from rayalign.models.tiny import build_tiny_reward_model
-    from rayalign.rewards.scoring import RewardScorer
+    from rayalign.rewards.seq_cls_scorer import RewardScorer
 
     rm = RewardScorer(build_tiny_reward_model(tmp_path / "rm"), max_length=64)
     prompts = [("Human: hi " * k) + "Assistant:" for k in (9, 1, 5, 2, 7, 1, 3)]

@@ -87,7 +87,7 @@ def test_load_prompts_reads_jsonl_and_preference_files(tmp_path):
 
 def test_best_of_n_picks_the_best_scored_candidate_and_resumes(ray_local, models, tmp_path):
     from rayalign.policy.best_of_n import run_best_of_n
-    from rayalign.rewards.scoring import RewardScorer
+    from rayalign.rewards.seq_cls_scorer import RewardScorer
     from rayalign.runs import read_jsonl
 
     lm, rm = models

@@ -65,7 +65,7 @@ def test_sequence_logprobs_match_the_transformers_loss(ray_local, models):
 def test_policy_against_itself_wins_half_with_zero_kl_and_another_has_positive_kl(ray_local, models):
     from rayalign.engines.base import SamplingParams
     from rayalign.policy.rm_eval import evaluate_policy
-    from rayalign.rewards.scoring import RewardScorer
+    from rayalign.rewards.seq_cls_scorer import RewardScorer
 
     lm, lm2, rm = models
     # Greedy: identical models give identical answers whatever the batching. (Sampled answers

@@ -41,7 +41,7 @@ def test_config_defaults_are_loopback():
 
 
 def test_scores_match_offline_scoring_and_pairs_are_consistent(rm_server):
-    from rayalign.rewards.scoring import RewardScorer
+    from rayalign.rewards.seq_cls_scorer import RewardScorer
 
     url, rm_dir = rm_server
     items = [{"prompt": "Human: hi. Assistant:", "response": f" hello number {i}"} for i in range(5)]

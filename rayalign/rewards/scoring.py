@@ -2,8 +2,8 @@
 
 Each actor loads the RM once (the expensive part) and scores batches; Ray Data streams the
 pairs through the pool, so the same call scores 100 pairs on a laptop or a corpus on a
-GPU cluster (``num_gpus`` per actor). :class:`RewardScorer` is the one place that turns
-(prompt, response) texts into rewards; Ray Serve's RM deployment uses it too.
+GPU cluster (``num_gpus`` per actor). Each actor loads either kind of RM directory through
+``rewards.sources.load_reward_model``, the same loader as RL and Ray Serve's RM deployment.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -20,128 +20,13 @@ from rayalign.data.schema import PairwiseItem
 log = logging.getLogger(__name__)
 
 
-class RewardScorer:
-    """A loaded reward model: texts in, scalar rewards out (no gradients, padded batches)."""
-
-    def __init__(self, rm_dir: str | os.PathLike, max_length: int | None = None,
-                 device: str | None = None, threads: int | None = None):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from rayalign.rewards.rm_dir import rm_metadata
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.rm_dir = Path(rm_dir)
-        meta = rm_metadata(self.rm_dir)
-        self.max_length = int(max_length or meta.get("max_length") or 512)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.rm_dir)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.rm_dir)
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.to(self.device).eval()
-
-    def score(self, prompts: Sequence[str], responses: Sequence[str],
-              batch_size: int = 32) -> np.ndarray:
-        """Reward of each (prompt, response), in order."""
-        import torch
-
-        from rayalign.rewards.rm_dir import encode
-
-        if len(prompts) != len(responses):
-            raise ValueError("score: prompts and responses differ in length")
-        out = np.zeros(len(prompts), dtype=np.float32)
-        pad = self.tokenizer.pad_token_id
-        all_ids = [encode(self.tokenizer, p, r, self.max_length) for p, r in zip(prompts, responses)]
-        # Batches of similar length: each pads to its longest row (issue 17: unsorted batches
-        # computed ~3.5x the real tokens for the encoder). Rewards go back to input order.
-        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            ids = [all_ids[i] for i in rows]
-            width = max(len(x) for x in ids)
-            input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(ids), width), dtype=torch.long)
-            for i, x in enumerate(ids):  # right padding: the model reads the last real token
-                input_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-                mask[i, :len(x)] = 1
-            with torch.inference_mode():
-                logits = self.model(input_ids=input_ids.to(self.device),
-                                    attention_mask=mask.to(self.device)).logits
-            out[rows] = logits[:, 0].float().cpu().numpy()
-        return out
-
-
-class ResponseScorer(Protocol):
-    """What the batch-scoring stages need of a reward model: texts in, one reward each out.
-
-    ``RewardScorer`` (HF sequence-classification RM) and ``EmbeddingHeadScorer`` (the RLTHF
-    embedding-head RM) implement it; so will ``rayalign.rewards.sources.load_reward_model``.
-    """
-
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray: ...
-
-
-class EmbeddingHeadScorer:
-    """An RLTHF ``embedding_head`` RM directory (``rm.json`` + ``head.npy``) as a scorer.
-
-    r = head · [e(response), e(prompt) ⊙ e(response)], the features
-    ``rewards.embedding_head.EmbeddingHeadBackend`` trains on (same cuts of prompt and
-    response), encoded here directly instead of through the backend's on-disk cache.
-    """
-
-    def __init__(self, rm_dir: str | os.PathLike, threads: int | None = None):
-        import json
-
-        from rayalign.models.encoders import SentenceEncoder
-
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        self.rm_dir = Path(rm_dir)
-        meta = json.loads((self.rm_dir / "rm.json").read_text())
-        self.head = np.load(self.rm_dir / "head.npy").astype(np.float64)
-        self.encoder = SentenceEncoder(meta.get("encoder", "minilm"))
-        if self.head.size != 2 * self.encoder.dim:
-            raise ValueError(f"{self.rm_dir / 'head.npy'}: {self.head.size} weights, but encoder "
-                             f"{meta.get('encoder')!r} gives {2 * self.encoder.dim} features")
-
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        from rayalign.rewards.embedding_head import MAX_CHARS, prompt_text
-
-        if len(prompts) != len(responses):
-            raise ValueError("score: prompts and responses differ in length")
-        uniq = list(dict.fromkeys(prompts))  # N candidates share one prompt: encode it once
-        ep = dict(zip(uniq, self.encoder.encode(self.encoder.keep_end([prompt_text(p) for p in uniq]))))
-        er = self.encoder.encode([r[:MAX_CHARS] for r in responses])
-        epr = np.stack([ep[p] for p in prompts]) if prompts else np.zeros_like(er)
-        feats = np.concatenate([er, epr * er], axis=1).astype(np.float64)
-        return (feats @ self.head).astype(np.float32)
-
-
-def load_scorer(rm_dir: str | os.PathLike, threads: int | None = None) -> ResponseScorer:
-    """The reward model in ``rm_dir``, whatever its kind (the one place that decides).
-
-    An ``rm.json`` with ``"backend": "embedding_head"`` is the RLTHF RM; anything else is an
-    HF sequence-classification RM. (Once ``rayalign.rewards.sources.load_reward_model``
-    exists this body becomes a call to it.)
-    """
-    import json
-
-    meta_path = Path(rm_dir) / "rm.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("backend") == "embedding_head":
-        return EmbeddingHeadScorer(rm_dir, threads=threads)
-    return RewardScorer(rm_dir, threads=threads)
-
-
 class _PairScorer:
     """Ray Data actor: one scorer per actor, scores both responses of each pair."""
 
     def __init__(self, rm_dir: str, batch_size: int, threads: int | None):
-        self.scorer = RewardScorer(rm_dir, threads=threads)
+        from rayalign.rewards.sources import load_reward_model
+
+        self.scorer = load_reward_model(rm_dir, threads=threads)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -155,10 +40,13 @@ class _PairScorer:
 
 
 class _ResponseScorerActor:
-    """Ray Data actor: loads the RM once (``load_scorer``), scores (prompt, response) rows."""
+    """Ray Data actor: loads the RM once (either kind, ``sources.load_reward_model``), scores
+    (prompt, response) rows."""
 
     def __init__(self, rm_dir: str, batch_size: int, threads: int | None):
-        self.scorer = load_scorer(rm_dir, threads=threads)
+        from rayalign.rewards.sources import load_reward_model
+
+        self.scorer = load_reward_model(rm_dir, threads=threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rewards = self.scorer.score([str(p) for p in batch["prompt"]],

@@ -3,7 +3,7 @@
 rayalign writes two kinds of RM directory:
 
 * a Hugging Face sequence-classification model (``config.json``; the ``lora`` backend under
-  Ray Train, or any TRL ``RewardTrainer`` output) -> :class:`rayalign.rewards.scoring.RewardScorer`;
+  Ray Train, or any TRL ``RewardTrainer`` output) -> :class:`rayalign.rewards.seq_cls_scorer.RewardScorer`;
 * the embedding-head RM (``rm.json`` with ``"backend": "embedding_head"`` + ``head.npy``: a frozen
   sentence encoder and a linear Bradley-Terry head; what the RLTHF loop writes to
   ``runs/<name>/final/rm``) -> :class:`EmbeddingHeadRM`.
@@ -114,6 +114,6 @@ def load_reward_model(rm_dir: str | os.PathLike, max_length: int | None = None,
     log.info("loading %s reward model from %s", kind, rm_dir)
     if kind == "embedding_head":
         return EmbeddingHeadRM(rm_dir, threads=threads)
-    from rayalign.rewards.scoring import RewardScorer
+    from rayalign.rewards.seq_cls_scorer import RewardScorer
 
     return RewardScorer(rm_dir, max_length=max_length, device=device, threads=threads)

@@ -1,0 +1,69 @@
+"""A Hugging Face sequence-classification reward model as ``score(prompts, responses)``.
+
+The one place that turns texts into rewards for the ``lora`` RM kind (and any TRL
+``RewardTrainer`` output): the same :func:`rayalign.rewards.rm_dir.encode` as training, batches
+in token-length order. ``rewards.sources.load_reward_model`` picks it (or the embedding-head
+scorer) for a directory; Ray Data scoring and Ray Serve's RM deployment go through that.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+class RewardScorer:
+    """A loaded reward model: texts in, scalar rewards out (no gradients, padded batches)."""
+
+    def __init__(self, rm_dir: str | os.PathLike, max_length: int | None = None,
+                 device: str | None = None, threads: int | None = None):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from rayalign.rewards.rm_dir import rm_metadata
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.rm_dir = Path(rm_dir)
+        meta = rm_metadata(self.rm_dir)
+        self.max_length = int(max_length or meta.get("max_length") or 512)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.rm_dir)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.rm_dir)
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model.to(self.device).eval()
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str],
+              batch_size: int = 32) -> np.ndarray:
+        """Reward of each (prompt, response), in order."""
+        import torch
+
+        from rayalign.rewards.rm_dir import encode
+
+        if len(prompts) != len(responses):
+            raise ValueError("score: prompts and responses differ in length")
+        out = np.zeros(len(prompts), dtype=np.float32)
+        pad = self.tokenizer.pad_token_id
+        all_ids = [encode(self.tokenizer, p, r, self.max_length) for p, r in zip(prompts, responses)]
+        # Batches of similar length: each pads to its longest row (issue 17: unsorted batches
+        # computed ~3.5x the real tokens for the encoder). Rewards go back to input order.
+        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ids = [all_ids[i] for i in rows]
+            width = max(len(x) for x in ids)
+            input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
+            for i, x in enumerate(ids):  # right padding: the model reads the last real token
+                input_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+                mask[i, :len(x)] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=input_ids.to(self.device),
+                                    attention_mask=mask.to(self.device)).logits
+            out[rows] = logits[:, 0].float().cpu().numpy()
+        return out
