@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from ray_cli_helpers import free_port, ray_auth_headers
 
 from rayalign.cli import build_parser
 from rayalign.config import ConfigError
@@ -67,17 +68,6 @@ def test_job_inference_and_errors(tmp_path):
     assert spec["entrypoint_num_gpus"] == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _auth_headers() -> dict[str, str]:
-    token = Path.home() / ".ray" / "auth_token"
-    return {"Authorization": f"Bearer {token.read_text().strip()}"} if token.is_file() else {}
-
-
 @pytest.fixture
 def local_ray_cluster():
     """A real head node via `ray start --head --block` in its own process group, so exactly
@@ -88,7 +78,7 @@ def local_ray_cluster():
     import httpx
 
     ray_bin = Path(sys.executable).parent / "ray"
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     # The job's `python` is the one on the head's PATH, as with an activated venv.
     # Token auth ON (Ray 2.60's default for new clusters): submit/status/logs and the job's
     # own driver must all authenticate with the token in ~/.ray/auth_token.
@@ -107,7 +97,7 @@ def local_ray_cluster():
         while True:
             try:
                 if httpx.get(f"{address}/api/version", timeout=2,
-                             headers=_auth_headers()).status_code == 200:
+                             headers=ray_auth_headers()).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

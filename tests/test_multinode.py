@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,25 +27,16 @@ from pathlib import Path
 
 import pytest
 
+from ray_cli_helpers import free_port, ray_auth_headers
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _auth_headers() -> dict[str, str]:
-    token = Path.home() / ".ray" / "auth_token"
-    return {"Authorization": f"Bearer {token.read_text().strip()}"} if token.is_file() else {}
-
-
 class TwoNodeCluster:
     def __init__(self, tmp: Path):
-        self.gcs, self.dash = _free_port(), _free_port()
+        self.gcs, self.dash = free_port(), free_port()
         self.temp = Path("/tmp") / f"rmn{self.gcs}"
         self.logs = tmp
         # Token auth on; single-machine (loopback-only) mode, as rayalign.ray_utils uses.
@@ -78,7 +68,7 @@ class TwoNodeCluster:
         self._spawn([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                      f"--port={self.gcs}", "--num-cpus=2", '--resources={"head": 1, "train_slot": 1}',
                      "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                     f"--dashboard-port={self.dash}", f"--dashboard-agent-listen-port={_free_port()}",
+                     f"--dashboard-port={self.dash}", f"--dashboard-agent-listen-port={free_port()}",
                      f"--temp-dir={self.temp}", "--disable-usage-stats"], "head.log")
         self.wait_nodes(1)
 
@@ -87,7 +77,7 @@ class TwoNodeCluster:
             [sys.executable, str(REPO / "tests" / "ray_worker_node.py"), "start", "--block",
              f"--address={self.address}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
              '--resources={"worker_node": 1, "train_slot": 1}',
-             f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"], "worker.log")
+             f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"], "worker.log")
 
     def kill_worker(self) -> None:
         """Lose the worker node: SIGKILL its raylet, agents and workers (one process group)."""
@@ -100,7 +90,7 @@ class TwoNodeCluster:
         import httpx
 
         try:  # Ray's state API on the dashboard (token auth on)
-            r = httpx.get(f"{self.jobs_url}/api/v0/nodes?limit=100", timeout=5, headers=_auth_headers())
+            r = httpx.get(f"{self.jobs_url}/api/v0/nodes?limit=100", timeout=5, headers=ray_auth_headers())
             nodes = r.json()["data"]["result"]["result"]
         except Exception:
             return []

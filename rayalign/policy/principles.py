@@ -20,9 +20,9 @@ import random
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rayalign.config import ConfigError, load_yaml
 from rayalign.errors import UserError
 
 #: ``constitution: bundled:harmless`` (the default) names a file shipped in the package.
@@ -123,10 +123,8 @@ def parse_constitution(data: object, source: str) -> Constitution:
 def load_constitution(spec: str = DEFAULT_CONSTITUTION) -> Constitution:
     """Read and validate a constitution (``bundled:harmless`` or a YAML path)."""
     path = constitution_path(spec)
-    if not path.is_file():
-        raise ConstitutionError(f"constitution file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConstitutionError(f"{path} is not valid YAML: {err}") from None
+        data = load_yaml(path)
+    except ConfigError as err:  # not found / not YAML / not a mapping: same words, our error type
+        raise ConstitutionError(str(err).replace("config file", "constitution file")) from None
     return parse_constitution(data, spec if spec.startswith(BUNDLED_PREFIX) else str(path))
