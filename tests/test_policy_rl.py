@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ray_cli_helpers import free_port
+
 from rayalign.models.tiny import build_tiny_causal_lm, build_tiny_reward_model
 from rayalign.policy.rl_config import RLJobConfig, RLTrainConfig
 from rayalign.rewards.http_client import HttpRewardClient, RewardEndpointError
@@ -303,11 +305,7 @@ def test_grpo_against_a_real_rm_serve_endpoint(ray_local, tiny_lm, tiny_rm, tmp_
     from rayalign.policy.rl import run_rl
     from rayalign.serve.reward_app import RMServeConfig, start_reward_server, stop_reward_server
 
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     serve_cfg = RMServeConfig(model_dir=str(tiny_rm), port=port, app_name="rl-test-rm")
     url = start_reward_server(serve_cfg)
     try:
@@ -360,8 +358,6 @@ def test_rl_cli_as_a_user_runs_it(tiny_lm, tiny_rm, tmp_path):
 @pytest.mark.slow
 def test_rm_serve_scores_an_embedding_head_rm_like_the_local_scorer(ray_local, tmp_path):
     """`rayalign rm serve` loads the RLTHF embedding-head RM too (rewards.sources)."""
-    import socket
-
     from rayalign.rewards.sources import load_reward_model
     from rayalign.serve.reward_app import RMServeConfig, start_reward_server, stop_reward_server
 
@@ -369,9 +365,7 @@ def test_rm_serve_scores_an_embedding_head_rm_like_the_local_scorer(ray_local, t
     rm_dir.mkdir()
     np.save(rm_dir / "head.npy", np.random.default_rng(1).normal(size=768))
     (rm_dir / "rm.json").write_text(json.dumps({"backend": "embedding_head", "encoder": "minilm", "dim": 768}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cfg = RMServeConfig(model_dir=str(rm_dir), port=port, app_name="rl-test-ehead")
     url = start_reward_server(cfg)
     try:
