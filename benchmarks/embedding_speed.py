@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--actors", type=int, default=2, help="Ray Data encoder actors (quick start: 2)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="CPUs for Ray and plain ST")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--max-batch-tokens", type=int, default=2048,
+                    help="padded tokens per forward pass in the loop path")
     ap.add_argument("--bf16", action="store_true", help="add bf16-autocast rows (loop path and plain)")
     ap.add_argument("--skip-unsorted", action="store_true")
     args = ap.parse_args()
@@ -109,6 +111,10 @@ def main() -> None:
 
     by_chars = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     pad = {"sorted": pad_ratio(by_chars), "given": pad_ratio(list(range(len(texts))))}
+    from rayalign.models.encoders import token_budget_batches
+
+    budget = token_budget_batches(lengths, args.batch_size, args.max_batch_tokens)
+    pad["budget"] = sum(max(lengths[i] for i in b) * len(b) for b in budget) / real_tokens
 
     rows: list[tuple] = []
 
@@ -120,20 +126,25 @@ def main() -> None:
     init_ray(RayConfig(num_cpus=args.threads))
     ray_init_s = time.perf_counter() - t
     results = {}
-    variants = [("rayalign loop path (sorted)", True, "fp32")]
+    # (row name, sort by length, precision, max_batch_tokens, actors)
+    variants = [("rayalign loop path (token-budget batches)", True, "fp32", args.max_batch_tokens,
+                 args.actors)]
+    if args.actors != 1:
+        variants.append(("rayalign loop path, 1 actor", True, "fp32", args.max_batch_tokens, 1))
+    variants.append(("rayalign sorted, fixed batches (issue 17)", True, "fp32", None, args.actors))
     if not args.skip_unsorted:
-        variants.append(("rayalign unsorted (before)", False, "fp32"))
+        variants.append(("rayalign unsorted (before issue 17)", False, "fp32", None, args.actors))
     if args.bf16:
-        variants.append(("rayalign loop path, bf16", True, "bf16"))
-    for name, sort, prec in variants:
+        variants.append(("rayalign loop path, bf16", True, "bf16", args.max_batch_tokens, args.actors))
+    for name, sort, prec, mbt, actors in variants:
         t = time.perf_counter()
-        keys, vecs = embed_with_ray(keyed, "minilm", args.actors, args.batch_size,
-                                    precision=prec, sort_by_length=sort)
+        keys, vecs = embed_with_ray(keyed, "minilm", actors, args.batch_size, precision=prec,
+                                    sort_by_length=sort, max_batch_tokens=mbt)
         wall = time.perf_counter() - t
         results[name] = dict(zip(keys, vecs))
-        add(name, wall, "actors start + model load included",
-            f"{pad['sorted' if sort else 'given']:.2f}x")
-    ref = results["rayalign loop path (sorted)"]
+        pad_key = "budget" if mbt else ("sorted" if sort else "given")
+        add(name, wall, f"{actors} actor(s) start + model load included", f"{pad[pad_key]:.2f}x")
+    ref = results["rayalign loop path (token-budget batches)"]
     notes = {}
     for name, got in results.items():
         if got is ref:
@@ -158,6 +169,10 @@ def main() -> None:
         f"{pad['sorted']:.2f}x")
     d = max(float(np.abs(ref[text_key(t_)] - plain[i]).max()) for i, t_ in enumerate(texts))
     rows[-1] = rows[-1][:5] + (rows[-1][5] + f"; max|diff| vs loop path {d:.1e}",)
+    t = time.perf_counter()
+    enc.encode(texts, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens)
+    add("SentenceEncoder.encode, in process", time.perf_counter() - t,
+        f"token-budget batches ({args.max_batch_tokens} tokens), no Ray", f"{pad['budget']:.2f}x")
     if args.bf16:
         bf = SentenceEncoder("minilm", precision="bf16")
         bf.encode(["warm up"])
@@ -176,7 +191,7 @@ def main() -> None:
         add("FLOP limit (bf16)", flops / (peak_bf * 1e9), f"matmul peak {peak_bf:.0f} GFLOP/s", "1.00x")
 
     by = {r[0]: float(r[3]) for r in rows}
-    loop = by["rayalign loop path (sorted)"]
+    loop = by["rayalign loop path (token-budget batches)"]
     print(f"MiniLM-L6-v2, {len(texts)} distinct quick-start texts, {mean_len:.0f} real tokens/text "
           f"(max_seq {seq}), {args.actors} Ray Data actor(s), {args.threads} CPU(s), "
           f"os.cpu_count()={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, "

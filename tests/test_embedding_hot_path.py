@@ -10,7 +10,7 @@ import pytest
 
 from rayalign.data.bundled import load_bundled
 from rayalign.data.schema import PairwiseItem
-from rayalign.models.encoders import SentenceEncoder
+from rayalign.models.encoders import SentenceEncoder, token_budget_batches
 from rayalign.rewards.embedding_head import (
     EmbeddingHeadBackend,
     EmbeddingHeadConfig,
@@ -79,9 +79,39 @@ def test_sorted_and_unsorted_ray_batches_give_identical_vectors(ray_local):
     b = dict(zip(k2, v2))
     diff = max(float(np.abs(a[k] - b[k]).max()) for k in todo)
     assert diff < 1e-5, diff
-    # and the sorted run really was sorted: keys come back in length order
+    # and the sorted run really was sorted: longest first (short tasks fill the tail)
     lengths = [len(todo[k]) for k in k1]
-    assert lengths == sorted(lengths)
+    assert lengths == sorted(lengths, reverse=True)
+
+
+def test_token_budget_batches_respect_both_limits():
+    rng = random.Random(3)
+    lengths = [rng.choice([3, 8, 40, 256, 300]) + rng.randrange(5) for _ in range(500)]
+    batches = token_budget_batches(lengths, max_rows=32, max_tokens=1024)
+    assert sorted(i for b in batches for i in b) == list(range(500))  # each text exactly once
+    for b in batches:
+        padded = max(lengths[i] for i in b) * len(b)
+        assert len(b) <= 32
+        assert padded <= 1024 or len(b) == 1  # a text longer than the budget rides alone
+    # shortest first, and no batch is cut while the next text would still fit
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)
+    for b, nxt in zip(batches, batches[1:]):
+        assert len(b) == 32 or (len(b) + 1) * lengths[nxt[0]] > 1024
+
+
+def test_token_budget_encode_matches_sentence_transformers_in_input_order(enc):
+    pairs = load_bundled("hh_rlhf_harmless")[:40]
+    texts = [p.prompt[-2000:] for p in pairs] + [p.chosen for p in pairs] + ["ok", "a" * 5]
+    random.Random(2).shuffle(texts)
+    plain = enc.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    lengths = enc.token_lengths(texts)
+    assert max(lengths) == enc.model.max_seq_length and min(lengths) <= 4  # long and short mixed
+    budget = enc.encode(texts, batch_size=8, max_batch_tokens=512)  # many small forward passes
+    assert len(token_budget_batches(lengths, 8, 512)) > len(texts) // 8
+    assert np.abs(budget - plain).max() < 1e-5
+    np.testing.assert_allclose(np.linalg.norm(budget, axis=1), 1.0, atol=1e-5)
+    assert np.abs(enc.encode(texts, max_batch_tokens=None) - plain).max() < 1e-5  # old path kept
 
 
 def test_bf16_is_opt_in_close_to_fp32_and_cached_apart(enc):
@@ -126,4 +156,6 @@ def test_rm_scorer_length_sorted_batches_keep_input_order(tmp_path):
     one_by_one = np.array([rm.score([p], [r], batch_size=1)[0] for p, r in zip(prompts, responses)])
     batched = rm.score(prompts, responses, batch_size=3)
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    by_tokens = rm.score(prompts, responses, batch_size=64, max_batch_tokens=48)  # 2-3 rows a pass
+    np.testing.assert_allclose(by_tokens, one_by_one, atol=1e-5)
     assert len(set(np.round(one_by_one, 5))) > 1  # distinct rewards: a shuffle would show

@@ -7,13 +7,18 @@ is constructed (and pickled to the actor) as a tiny spec; the weights load on fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from rayalign.models.batching import DEFAULT_MAX_BATCH_TOKENS, token_budget_batches
+
 Precision = Literal["fp32", "bf16"]
+
+__all__ = ["DEFAULT_MAX_BATCH_TOKENS", "SentenceEncoder", "token_budget_batches"]
 
 
 class SentenceEncoder:
@@ -153,25 +158,57 @@ class SentenceEncoder:
         fn = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(fn())
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed ``texts``; returns a (len(texts), dim) float32 array."""
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model will read for each text (special tokens in, truncation applied)."""
+        model = self.model
+        seq = int(model.max_seq_length)
+        ids = model.tokenizer(list(texts), truncation=True, max_length=seq,
+                              add_special_tokens=True)["input_ids"]
+        return [len(x) for x in ids]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64,
+               max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS) -> np.ndarray:
+        """Embed ``texts``; returns a (len(texts), dim) float32 array in input order.
+
+        WHY token-budget batches: texts are grouped by token length and each forward pass
+        gets at most ``batch_size`` texts and ``max_batch_tokens`` padded tokens. On a 2-core
+        CPU this ran 1.3-1.6x plain ``SentenceTransformer.encode(batch_size=64)``: padding
+        falls from ~1.14x to ~1.04x of the real tokens, and long texts no longer come in
+        batches whose attention and activations fall out of cache (issue 16). The vectors
+        are those of ``SentenceTransformer.encode`` (max difference ~2e-7: only the batch
+        neighbours change, and padding is masked). ``max_batch_tokens=None`` hands the whole
+        list to sentence-transformers as before.
+        """
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
             raise TypeError(f"encode() needs strings; items {bad[:5]} are not")
-        model = self.model
-        if self.precision == "bf16":
-            import torch
+        import torch
 
-            with torch.autocast(device_type=str(model.device).split(":")[0], dtype=torch.bfloat16):
+        model = self.model
+        autocast = (torch.autocast(device_type=str(model.device).split(":")[0], dtype=torch.bfloat16)
+                    if self.precision == "bf16" else contextlib.nullcontext())
+        if max_batch_tokens is None:
+            with autocast:
                 emb = model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
                                    normalize_embeddings=False, show_progress_bar=False)
-            emb = emb.float()
-            if self.normalize:  # normalise in fp32, outside autocast
-                emb = torch.nn.functional.normalize(emb, p=2, dim=1)
-            return np.ascontiguousarray(emb.cpu().numpy(), dtype=np.float32)
-        emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
-                           normalize_embeddings=self.normalize, show_progress_bar=False)
-        return np.ascontiguousarray(emb, dtype=np.float32)
+        else:
+            from sentence_transformers.util import batch_to_device
+
+            parts: list[Any] = []
+            order: list[int] = []
+            with torch.inference_mode(), autocast:
+                for batch in token_budget_batches(self.token_lengths(texts), batch_size, max_batch_tokens):
+                    features = batch_to_device(model.preprocess([texts[i] for i in batch]), model.device)
+                    parts.append(model(features)["sentence_embedding"])
+                    order.extend(batch)
+            stacked = torch.cat(parts)
+            emb = torch.empty_like(stacked)
+            emb[torch.as_tensor(order)] = stacked  # back to input order
+        emb = emb.float()
+        if self.normalize:  # in fp32, outside any autocast
+            emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+        return np.ascontiguousarray(emb.cpu().numpy(), dtype=np.float32)
+

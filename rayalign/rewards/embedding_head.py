@@ -23,6 +23,7 @@ from pydantic import Field
 
 from rayalign.config import StrictModel
 from rayalign.data.schema import PairwiseItem
+from rayalign.models.encoders import DEFAULT_MAX_BATCH_TOKENS
 from rayalign.runs import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,14 @@ class EmbeddingHeadConfig(StrictModel):
     #: CPUs reserved per encoder actor, and its torch thread count. None = the cluster's free
     #: CPUs split evenly over ``num_actors`` (one actor on a 2-core laptop gets both cores).
     num_cpus_per_actor: int | None = Field(default=None, ge=1)
+    #: Most texts per forward pass.
     batch_size: int = Field(default=64, ge=1)
+    #: Most padded tokens per forward pass (texts grouped by token length); None = plain
+    #: ``SentenceTransformer.encode`` batches of ``batch_size``. 2048 measured fastest on 2 CPU
+    #: cores (benchmarks/embedding_speed.py); on a GPU raise it (e.g. 32768).
+    max_batch_tokens: int | None = Field(default=DEFAULT_MAX_BATCH_TOKENS, ge=16)
+    #: Texts per Ray Data task handed to an encoder actor (it batches them by tokens inside).
+    rows_per_task: int = Field(default=256, ge=1)
     #: "bf16": torch autocast to bfloat16 in the encoder. Opt-in: it pays only on CPUs with
     #: bf16 matmul units (AMX) or GPUs, and the vectors are close to fp32 but not identical,
     #: so results may move (see benchmarks/README.md, "Hot-path round").
@@ -82,7 +90,7 @@ class _EncodeBatch:
     """Ray Data actor: loads the encoder once (per actor, not per batch), embeds batches."""
 
     def __init__(self, spec: str, threads: int | None = None, precision: str = "fp32",
-                 batch_size: int = 64):
+                 batch_size: int = 64, max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS):
         import torch
 
         from rayalign.models.encoders import SentenceEncoder
@@ -92,13 +100,15 @@ class _EncodeBatch:
         torch.set_num_threads(max(1, n))
         self.encoder = SentenceEncoder(spec, precision=precision)  # type: ignore[arg-type]
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.encoder.model  # load now: the first batch should not carry the load time
         import ray
 
         self.node = ray.get_runtime_context().get_node_id()  # where the work ran (logged)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vecs = self.encoder.encode([str(t) for t in batch["text"]], batch_size=self.batch_size)
+        vecs = self.encoder.encode([str(t) for t in batch["text"]], batch_size=self.batch_size,
+                                   max_batch_tokens=self.max_batch_tokens)
         return {"key": batch["key"], "emb": np.asarray(vecs, dtype=np.float32),
                 "node": np.array([self.node] * len(vecs))}
 
@@ -157,12 +167,16 @@ def actor_cpus(num_actors: int, requested: int | None = None) -> int:
 def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size: int,
                    cpus_per_actor: int | None = None, precision: str = "fp32",
                    sort_by_length: bool = True,
-                   placement: dict[str, int] | None = None) -> tuple[list[str], np.ndarray]:
+                   placement: dict[str, int] | None = None,
+                   max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+                   rows_per_task: int = 256) -> tuple[list[str], np.ndarray]:
     """Encode ``{key: text}`` with a Ray Data actor pool; returns keys and vectors in order.
 
     WHY sorted: Ray Data cuts the rows into blocks in the order given and every batch pads to
     its longest text. In random length order the model processed ~3.5x the real tokens on the
     HH data; sorted by length, neighbours in a batch have about the same length (issue 17).
+    Each actor call gets ``rows_per_task`` neighbouring texts and groups them again by token
+    length into forward passes of at most ``max_batch_tokens`` padded tokens (issue 16).
     The vectors do not depend on the order (each row is encoded alone, padding is masked).
     ``placement``, if given, is filled with {Ray node id: texts encoded there}.
     """
@@ -175,16 +189,17 @@ def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size
     t0 = time.time()
     items = list(texts.items())
     if sort_by_length:
-        items.sort(key=lambda kv: len(kv[1]))
+        items.sort(key=lambda kv: len(kv[1]), reverse=True)
     rows = [{"key": k, "text": t} for k, t in items]
     cpus = actor_cpus(num_actors, cpus_per_actor)
-    log.info("encoder: %d Ray Data actor(s) x %d CPU/torch thread(s), batch %d, %s, %s order",
-             num_actors, cpus, batch_size, precision, "length-sorted" if sort_by_length else "given")
+    log.info("encoder: %d Ray Data actor(s) x %d CPU/torch thread(s), batch <= %d texts / %s "
+             "tokens, %s, %s order", num_actors, cpus, batch_size, max_batch_tokens, precision,
+             "length-sorted" if sort_by_length else "given")
     ds = ray.data.from_items(rows).map_batches(
         _EncodeBatch,
         fn_constructor_kwargs={"spec": spec, "threads": cpus, "precision": precision,
-                               "batch_size": batch_size},
-        batch_size=batch_size,
+                               "batch_size": batch_size, "max_batch_tokens": max_batch_tokens},
+        batch_size=max(rows_per_task, batch_size) if max_batch_tokens else batch_size,
         num_cpus=cpus,
         compute=ray.data.ActorPoolStrategy(size=num_actors),
     )
@@ -265,7 +280,9 @@ class EmbeddingHeadBackend:
                      self.cfg.encoder, self.cfg.num_actors)
             keys, vecs = embed_with_ray(todo, self.cfg.encoder, self.cfg.num_actors,
                                         self.cfg.batch_size, self.cfg.num_cpus_per_actor,
-                                        self.cfg.precision)
+                                        self.cfg.precision,
+                                        max_batch_tokens=self.cfg.max_batch_tokens,
+                                        rows_per_task=self.cfg.rows_per_task)
             self.store.add(keys, vecs)
             if self.shared is not None:
                 self.shared.put_many([todo[k] for k in keys], vecs)

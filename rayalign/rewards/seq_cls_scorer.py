@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from rayalign.models.batching import DEFAULT_MAX_BATCH_TOKENS, token_budget_batches
+
 
 class RewardScorer:
     """A loaded reward model: texts in, scalar rewards out (no gradients, padded batches)."""
@@ -38,9 +40,14 @@ class RewardScorer:
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.to(self.device).eval()
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str],
-              batch_size: int = 32) -> np.ndarray:
-        """Reward of each (prompt, response), in order."""
+    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32,
+              max_batch_tokens: int | None = 4 * DEFAULT_MAX_BATCH_TOKENS) -> np.ndarray:
+        """Reward of each (prompt, response), in order.
+
+        Rows go through in batches of about equal token length, each at most ``batch_size``
+        rows and ``max_batch_tokens`` padded tokens (None: rows only), so padding stays near
+        zero (issues 16, 17). Rewards come back in input order.
+        """
         import torch
 
         from rayalign.rewards.rm_dir import encode
@@ -50,11 +57,8 @@ class RewardScorer:
         out = np.zeros(len(prompts), dtype=np.float32)
         pad = self.tokenizer.pad_token_id
         all_ids = [encode(self.tokenizer, p, r, self.max_length) for p, r in zip(prompts, responses)]
-        # Batches of similar length: each pads to its longest row (issue 17: unsorted batches
-        # computed ~3.5x the real tokens for the encoder). Rewards go back to input order.
-        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        lengths = [len(x) for x in all_ids]
+        for rows in token_budget_batches(lengths, batch_size, max_batch_tokens or sum(lengths) + 1):
             ids = [all_ids[i] for i in rows]
             width = max(len(x) for x in ids)
             input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
