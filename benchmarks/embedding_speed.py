@@ -5,14 +5,17 @@ Usage (2-core CPU; ~1-3 min at --n 1200):
     .venv/bin/python benchmarks/embedding_speed.py [--n 1200] [--actors 2] [--bf16]
 
 Rows:
-* ``rayalign loop path`` -- ``EmbeddingHeadBackend.prepare`` exactly as the RLTHF driver calls it
-  (the quick start's texts: left-cut prompts + both replies, deduplicated; Ray Data actor pool,
-  texts sorted by length). Wall time includes starting the actors and loading the model in
-  each: that is what the loop pays.
-* ``... unsorted (before)`` -- the same Ray Data path in the given (random-length) order, as it
-  was before issue 17. Its vectors are compared with the sorted run's (max abs difference).
+* ``rayalign loop path`` -- ``embed_with_ray`` exactly as the RLTHF driver calls it (the quick
+  start's texts: left-cut prompts + both replies, deduplicated; Ray Data actor pool, texts
+  longest first, each actor grouping its texts into forward passes of <= --max-batch-tokens
+  padded tokens). Wall time includes starting the actors and loading the model in each:
+  that is what the loop pays. ``..., 1 actor``: the same with one actor using every CPU.
+* ``... fixed batches (issue 17)`` / ``... unsorted (before issue 17)`` -- the earlier loop
+  paths: length-sorted fixed batches of --batch-size, and the given (random-length) order.
+  Vectors are compared with the first row's (max abs difference).
 * ``plain SentenceTransformer.encode`` -- one in-process call, batch 64, all threads, on the
-  same texts (model load reported apart, not counted).
+  same texts (model load reported apart, not counted). ``SentenceEncoder.encode, in
+  process`` -- rayalign's encoder with token-budget batches, same process, no Ray.
 * ``FLOP limit`` -- real tokens (after truncation, specials included) x FLOPs per token of
   MiniLM-L6 (2 x non-embedding parameters + attention) / the fp32 matmul peak measured here
   with the same thread count. bf16 rows (``--bf16``) use the measured bf16 matmul peak.
