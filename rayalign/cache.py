@@ -6,6 +6,8 @@ another selection strategy — would otherwise re-encode every text and re-ask t
 every pair. Both are pure functions of content, so they are cached by content:
 
 * embeddings: key = sha256(encoder spec + precision, text) -> float32 vector;
+* hidden states of the ``finetune`` RM backend's frozen layers: key = that backend's
+  ``pair_key`` (model path, cut layer, max length, prompt, response) -> float16 array;
 * judgments: key = sha256(judge spec, input, order) where the judge spec is
   ``JudgeConfig.cache_spec()`` (kind, model, template text hash, parser, sampling params;
   never an endpoint, an API key or its variable name: those are operational fields).
@@ -92,7 +94,7 @@ def judgment_cache_path(cfg: CacheConfig | None = None) -> Path | None:
 
 # -- hit/miss accounting -------------------------------------------------------------------
 def count(kind: str, hits: int, misses: int) -> None:
-    """Record ``hits``/``misses`` of one lookup (kind: ``embeddings`` or ``judgments``)."""
+    """Record ``hits``/``misses`` of one lookup (kind: ``embeddings``, ``judgments`` or ``hidden_states``)."""
     with _COUNT_LOCK:
         _COUNTS[f"{kind}_hits"] += int(hits)
         _COUNTS[f"{kind}_misses"] += int(misses)
@@ -130,29 +132,76 @@ def embedding_key(spec: str, precision: str, text: str) -> str:
     return h.hexdigest()
 
 
-class SharedEmbeddings:
-    """text -> vector for one encoder (spec + precision), shared by all runs and processes."""
+class _SharedBlobs:
+    """key -> bytes in one sqlite table, shared by all runs and processes (the plumbing of
+    the caches below: one connection per process, chunked lookups, idempotent inserts)."""
 
-    def __init__(self, root: Path, spec: str, precision: str = "fp32"):
-        self.path = Path(root) / "embeddings.sqlite"
-        self.spec, self.precision = spec, precision
+    FILE = ""
+    TABLE = ""
+    #: (metadata column and its sqlite type, payload column): fixed per table, since caches
+    #: written by earlier versions must stay readable
+    META, META_TYPE, DATA = "meta", "TEXT", "data"
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / self.FILE
         self._conn: sqlite3.Connection | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():  # a forked child opens its own
+            conn = open_sqlite(self.path)
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (key TEXT PRIMARY KEY, "
+                         f"{self.META} {self.META_TYPE} NOT NULL, {self.DATA} BLOB NOT NULL)")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def _get(self, keys: Sequence[str]) -> "list[tuple[str, str, bytes]]":
+        rows: list[tuple[str, str, bytes]] = []
+        keys = list(dict.fromkeys(keys))
+        with self._lock:
+            db = self._db()
+            for i in range(0, len(keys), 500):  # sqlite's variable limit
+                chunk = keys[i:i + 500]
+                q = (f"SELECT key, {self.META}, {self.DATA} FROM {self.TABLE} "
+                     f"WHERE key IN ({','.join('?' * len(chunk))})")
+                rows.extend(db.execute(q, chunk))
+        return rows
+
+    def _put(self, rows: "list[tuple[str, object, bytes]]") -> None:
+        if not rows:
+            return
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(f"INSERT OR IGNORE INTO {self.TABLE} VALUES (?,?,?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db().execute(f"SELECT COUNT(*) FROM {self.TABLE}").fetchone()[0]
+
+
+class SharedEmbeddings(_SharedBlobs):
+    """text -> vector for one encoder (spec + precision), shared by all runs and processes."""
+
+    FILE = "embeddings.sqlite"
+    TABLE = "embeddings"
+    META, META_TYPE, DATA = "dim", "INTEGER", "vec"
+
+    def __init__(self, root: Path, spec: str, precision: str = "fp32"):
+        super().__init__(root)
+        self.spec, self.precision = spec, precision
 
     def __getstate__(self) -> dict:
         return {"root": str(self.path.parent), "spec": self.spec, "precision": self.precision}
 
     def __setstate__(self, s: dict) -> None:
         self.__init__(Path(s["root"]), s["spec"], s["precision"])
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():
-            conn = open_sqlite(self.path)
-            conn.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, "
-                         "dim INTEGER NOT NULL, vec BLOB NOT NULL)")
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
 
     def key(self, text: str) -> str:
         return embedding_key(self.spec, self.precision, text)
@@ -162,34 +211,49 @@ class SharedEmbeddings:
         import numpy as np
 
         by_key = {self.key(t): t for t in dict.fromkeys(texts)}
-        keys = list(by_key)
-        out: dict[str, np.ndarray] = {}
-        with self._lock:
-            db = self._db()
-            for i in range(0, len(keys), 500):  # sqlite's variable limit
-                chunk = keys[i:i + 500]
-                q = f"SELECT key, dim, vec FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, dim, blob in db.execute(q, chunk):
-                    out[by_key[k]] = np.frombuffer(blob, dtype=np.float32, count=dim).copy()
-        return out
+        return {by_key[k]: np.frombuffer(blob, dtype=np.float32, count=int(dim)).copy()
+                for k, dim, blob in self._get(list(by_key))}
 
     def put_many(self, texts: Iterable[str], vecs: "np.ndarray") -> None:
         import numpy as np
 
-        rows = [(self.key(t), int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                for t, v in zip(texts, vecs)]
-        if not rows:
-            return
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?)", rows)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        self._put([(self.key(t), int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                   for t, v in zip(texts, vecs)])
 
-    def __len__(self) -> int:
-        with self._lock:
-            return self._db().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+
+class SharedArrays(_SharedBlobs):
+    """content key -> n-d array (dtype and shape kept), shared by all runs and processes.
+
+    WHY: the ``finetune`` RM backend runs the frozen lower layers of its encoder once per
+    (model, cut, max length, prompt, response); its keys already hash all of that
+    (``rewards.finetune.pair_key``), so a second run on the same data skips that pass.
+    """
+
+    FILE = "arrays.sqlite"
+    TABLE = "arrays"
+
+    def __getstate__(self) -> dict:
+        return {"root": str(self.path.parent)}
+
+    def __setstate__(self, s: dict) -> None:
+        self.__init__(Path(s["root"]))
+
+    def get_many(self, keys: Sequence[str]) -> "dict[str, np.ndarray]":
+        """``{key: array}`` for the keys present (others absent)."""
+        import numpy as np
+
+        out = {}
+        for k, meta, blob in self._get(keys):
+            dtype, _, shape = meta.partition("|")
+            dims = tuple(int(d) for d in shape.split(",") if d)
+            out[k] = np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(dims).copy()
+        return out
+
+    def put_many(self, keys: Iterable[str], arrays: "Iterable[np.ndarray]") -> None:
+        import numpy as np
+
+        rows = []
+        for k, a in zip(keys, arrays):
+            a = np.ascontiguousarray(a)
+            rows.append((str(k), f"{a.dtype.str}|{','.join(str(d) for d in a.shape)}", a.tobytes()))
+        self._put(rows)

@@ -147,3 +147,16 @@ def test_layered_judgment_cache_serves_a_new_run_from_the_shared_file(tmp_path):
     # the shared path given as the run's own path: one plain cache, no double writes
     assert isinstance(open_judgment_cache(shared, shared), JudgmentCache)
     assert open_judgment_cache(None, None) is None
+
+
+def test_shared_arrays_keep_dtype_and_shape_and_ignore_rewrites(tmp_path):
+    arrays = cache.SharedArrays(tmp_path)
+    a = np.arange(24, dtype=np.float16).reshape(2, 3, 4)
+    b = np.array([1.5, -2.0], dtype=np.float32)
+    arrays.put_many(["a", "b"], [a, b])
+    arrays.put_many(["a"], [np.zeros((1,), dtype=np.int64)])  # same key: first value stays
+    got = cache.SharedArrays(tmp_path).get_many(["a", "b", "missing"])
+    assert set(got) == {"a", "b"}
+    assert got["a"].dtype == np.float16 and got["a"].shape == (2, 3, 4) and np.array_equal(got["a"], a)
+    assert got["b"].dtype == np.float32 and np.array_equal(got["b"], b)
+    assert len(arrays) == 2

@@ -98,6 +98,37 @@ def test_tiny_encoder_learns_caches_saves_and_reloads(tiny_bert, tmp_path, ray_l
     assert preference_accuracy(backend.reward_diff(m2, test_items), test_truth) <= 0.1
 
 
+def test_frozen_layer_states_come_from_the_cross_run_cache_in_a_new_run_dir(tiny_bert, tmp_path,
+                                                                           ray_local, monkeypatch):
+    from rayalign import cache
+    from rayalign.rewards import finetune
+
+    cfg = FinetuneRMConfig(base_model=str(tiny_bert), train_layers=1, max_length=32)
+    items, _ = toy_items(20)
+    first = FinetuneRewardBackend(cfg, tmp_path / "run1")
+    before = cache.stats()
+    first.prepare(items)
+    assert cache.stats_since(before) == {"hidden_states_misses": 40}
+    assert len(first.shared) == 40
+
+    def no_encoder(*a, **k):
+        raise AssertionError("the frozen layers ran again")
+
+    monkeypatch.setattr(finetune, "run_lower_layers", no_encoder)
+    second = FinetuneRewardBackend(cfg, tmp_path / "run2")  # a new run dir: empty local store
+    assert not second.store.states
+    before = cache.stats()
+    second.prepare(items)
+    assert cache.stats_since(before) == {"hidden_states_hits": 40}
+    for k, h in first.store.states.items():
+        got = second.store.states[k]
+        assert got.dtype == h.dtype and got.shape == h.shape and np.array_equal(got, h)
+    # another cut of the same model is another key: nothing is reused wrongly
+    other = FinetuneRewardBackend(cfg.model_copy(update={"train_layers": 2}), tmp_path / "run3")
+    with pytest.raises(AssertionError, match="ran again"):
+        other.prepare(items)
+
+
 def test_factory_builds_finetune_backend_and_rejects_too_many_layers(tiny_bert, tmp_path):
     cfg = validate_config(RLTHFConfig, {"reward_model": {"backend": "finetune", "finetune": {
         "base_model": str(tiny_bert), "train_layers": 2}}})

@@ -137,8 +137,13 @@ class HiddenStore:
                     self.states[k] = flat[offsets[i]:offsets[i + 1]]
 
     def add(self, keys: Sequence[str], hidden: np.ndarray, lengths: np.ndarray) -> None:
-        for k, h, n in zip(keys, hidden, lengths):
-            self.states[str(k)] = np.ascontiguousarray(h[: int(n)])
+        """Padded batch states, cut to each row's real length."""
+        self.add_states({str(k): h[: int(n)] for k, h, n in zip(keys, hidden, lengths)})
+
+    def add_states(self, states: dict[str, np.ndarray]) -> None:
+        """Unpadded states (from the cross-run cache or ``add``), saved at once."""
+        for k, h in states.items():
+            self.states[k] = np.ascontiguousarray(h)
         self.save()
 
     def save(self) -> None:
@@ -247,6 +252,12 @@ class FinetuneRewardBackend:
         self.cut = n_layers - cfg.train_layers
         tag = hashlib.sha256(f"{self.path}|{self.cut}|{cfg.max_length}".encode()).hexdigest()[:10]
         self.store = HiddenStore(Path(cfg.cache_dir or cache_dir), tag)
+        from rayalign.cache import SharedArrays, cache_root
+
+        root = cache_root()
+        #: The cross-run cache (None when off): keys hash model, cut, max length and texts,
+        #: so a new run dir on the same data skips the frozen-layer pass.
+        self.shared = SharedArrays(root) if root else None
         self.last_fit_seconds: float | None = None
 
     # -- features ------------------------------------------------------------------------
@@ -260,6 +271,15 @@ class FinetuneRewardBackend:
                 k = self._key(it.prompt, resp)
                 if k not in self.store.states and k not in todo:
                     todo[k] = {"key": k, "prompt": it.prompt[-MAX_CHARS:], "response": resp[:MAX_CHARS]}
+        if todo and self.shared is not None:
+            from rayalign import cache
+
+            got = self.shared.get_many(list(todo))
+            if got:
+                self.store.add_states(got)
+                todo = {k: row for k, row in todo.items() if k not in got}
+            cache.count("hidden_states", hits=len(got), misses=len(todo))
+            log.info("hidden-state cache %s: %d hits, %d misses", self.shared.path, len(got), len(todo))
         if not todo:
             return
         log.info("finetune RM: running %d frozen layers of %s once over %d texts", self.cut,
@@ -268,6 +288,8 @@ class FinetuneRewardBackend:
                                                  self.cfg.max_length, self.cfg.num_actors,
                                                  self.cfg.encode_batch_size, self.cfg.threads)
         self.store.add(keys, hidden, lengths)
+        if self.shared is not None:
+            self.shared.put_many(keys, [self.store.states[k] for k in keys])
 
     def _states(self, items: Sequence[PairwiseItem]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         missing = [it for it in items
