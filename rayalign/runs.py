@@ -121,8 +121,58 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | BaseModel]) -> int:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Rows of a JSON-lines file.
+
+    A last line without its newline that does not parse is what a process killed in the
+    middle of an append leaves: it is skipped with a warning (that row is redone on the
+    rerun). Any other bad line is an error naming the file and line, because no writer of
+    rayalign's leaves one there (``append_jsonl`` cuts a torn tail before it appends).
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: torn by a kill mid-append
+                log.warning("%s: ignoring a torn last line (a write was killed); it is redone", path)
+                continue
+            raise UserError(f"{path}:{number}: not valid JSON ({e.msg}, column {e.colno}); "
+                            "fix or delete that line, then rerun") from None
+    return rows
+
+
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any] | BaseModel], mode: int = 0o600) -> int:
+    """Append whole rows in one write + fsync; returns the number of rows.
+
+    WHY: a kill can leave at most one torn last line, and that line is cut before the next
+    append, so it can never glue itself onto a good row and corrupt it. New files are
+    owner-only (labels and judge answers may be confidential).
+    """
+    text = "".join(json.dumps(r.model_dump(mode="json") if isinstance(r, BaseModel) else r,
+                              ensure_ascii=False, default=str) + "\n" for r in rows)
+    if not text:
+        return 0
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, mode)
+    with open(fd, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != b"\n":  # a torn tail from a killed append: cut it
+                f.seek(0)
+                keep = f.read().rfind(b"\n") + 1
+                log.warning("%s: cutting a torn last line (%d bytes) before appending", path, end - keep)
+                f.truncate(keep)
+                f.seek(keep)
+        f.write(text.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+    return text.count("\n")
 
 
 def _git_sha() -> str | None:
@@ -271,9 +321,7 @@ class RunDir:
 
     def log_metrics(self, **row: Any) -> None:
         row.setdefault("time", time.time())
-        fd = os.open(self.metrics_path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-        with open(fd, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row, default=str) + "\n")
+        append_jsonl(self.metrics_path, [row])
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path) if self.metrics_path.exists() else []

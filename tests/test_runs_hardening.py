@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rayalign.config import StrictModel, operational, operational_fields
-from rayalign.errors import user_message
+from rayalign.errors import UserError, user_message
 from rayalign.feedback.config import JudgeConfig, LabelJobConfig
 from rayalign.runs import RunDir, RunDirBusy
 
@@ -117,3 +117,56 @@ def test_run_dir_files_are_owner_only(tmp_path):
     assert len(c) == 0
     for name in ("judgments.sqlite", "metrics.jsonl", "config.yaml", "manifest.json"):
         assert (run.path / name).stat().st_mode & 0o077 == 0, name
+
+
+def test_a_torn_last_line_is_skipped_then_cut_and_a_bad_middle_line_is_named(tmp_path, caplog):
+    from rayalign.runs import append_jsonl, read_jsonl
+
+    path = tmp_path / "rows.jsonl"
+    assert append_jsonl(path, [{"i": 0}, {"i": 1}]) == 2
+    with open(path, "ab") as f:  # what a kill in the middle of an append leaves
+        f.write(b'{"i": 2, "te')
+    assert read_jsonl(path) == [{"i": 0}, {"i": 1}]
+    assert "torn last line" in caplog.text
+    append_jsonl(path, [{"i": 3}])  # the torn tail is cut, not glued onto the new row
+    assert read_jsonl(path) == [{"i": 0}, {"i": 1}, {"i": 3}]
+    assert path.read_bytes().endswith(b'{"i": 3}\n') and oct(path.stat().st_mode & 0o777) == "0o600"
+    path.write_text('{"i": 0}\n{"i": 1\n{"i": 3}\n')  # damage inside the file is not guessed at
+    with pytest.raises(UserError, match=r"rows.jsonl:2: not valid JSON"):
+        read_jsonl(path)
+
+
+def test_human_answers_survive_a_process_killed_while_appending(tmp_path):
+    """A real SIGKILL in a loop of appends: every answer read back is whole, and the next
+    append after the kill lands intact."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rayalign.humans.ledger import HumanLabelRow, HumanLedger
+
+    path = tmp_path / "human_labels.jsonl"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rayalign.humans.ledger import HumanLabelRow, HumanLedger\n"
+        "ledger = HumanLedger(Path(sys.argv[1]))\n"
+        "i = 0\n"
+        "while True:\n"
+        "    ledger.append([HumanLabelRow(id=f'p{i}-{j}', label='A', batch='b', annotator='x' * 4000)"
+        " for j in range(50)])\n"
+        "    i += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
+    deadline = time.time() + 60
+    while (not path.exists() or path.stat().st_size < 2_000_000) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ledger = HumanLedger(path)
+    before = ledger.load()
+    assert len(before) >= 50 and all(r.label == "A" for r in before.values())
+    ledger.append([HumanLabelRow(id="after-kill", label="B", batch="b2", annotator="me")])
+    after = ledger.load()
+    assert after["after-kill"].label == "B" and len(after) == len(before) + 1

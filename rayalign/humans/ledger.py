@@ -15,7 +15,6 @@ the same command resumes exactly there.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from rayalign.data.schema import Label, PairwiseItem
 from rayalign.humans.base import HumanAnnotator
-from rayalign.runs import read_jsonl
+from rayalign.runs import append_jsonl, read_jsonl
 
 log = logging.getLogger("rayalign.humans")
 
@@ -61,11 +60,7 @@ class HumanLedger:
         return {i: r.label for i, r in self.load().items() if r.label in ("A", "B")}
 
     def append(self, rows: Sequence[HumanLabelRow]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r.model_dump(mode="json")) + "\n")
-            f.flush()
+        append_jsonl(self.path, rows)
 
 
 def batch_progress(human: HumanAnnotator, batch_id: str, total: int) -> tuple[int | None, int]:

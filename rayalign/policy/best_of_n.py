@@ -18,7 +18,6 @@ nothing it already has: only prompts missing from those files are sent again.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -31,6 +30,7 @@ from pydantic import Field
 from rayalign.config import RayConfig, StrictModel, operational
 from rayalign.data.schema import PreferencePair, PromptRecord, stable_id
 from rayalign.engines.config import EngineConfig
+from rayalign.runs import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -116,31 +116,6 @@ def load_prompts(path: str | os.PathLike, limit: int | None = None) -> list[Prom
 # --------------------------------------------------------------------------- persistence
 
 
-def _append_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    """Append whole rows in one write + fsync: a kill leaves at most one torn last line."""
-    if not rows:
-        return
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _read_rows(path: Path) -> list[dict]:
-    """Rows of an append-only file; a torn last line (killed mid-write) is ignored."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                log.warning("%s: ignoring a torn line (a killed write); it is redone", path)
-    return rows
-
-
 def texts_key(texts: Sequence[str]) -> str:
     """Identity of one candidate set: a score row belongs to exactly these texts."""
     return stable_id("candidates", *texts)
@@ -183,7 +158,7 @@ def generate_missing(cfg: BestOfNJobConfig, prompts: Sequence[PromptRecord], pat
     """
     from rayalign.feedback.pipeline import generate_candidates_with_stats
 
-    have = {r["prompt_id"]: r for r in _read_rows(path)}
+    have = {r["prompt_id"]: r for r in (read_jsonl(path) if path.is_file() else [])}
     todo = [p for p in prompts if p.id not in have]
     t0 = time.monotonic()
     for start in range(0, len(todo), cfg.chunk_size):
@@ -195,7 +170,7 @@ def generate_missing(cfg: BestOfNJobConfig, prompts: Sequence[PromptRecord], pat
         ok = [c.model_dump() for c in cands if c.texts and not c.error]
         stats.generation_errors += len(cands) - len(ok)
         stats.generated_now += len(chunk)
-        _append_jsonl(path, ok)
+        append_jsonl(path, ok)
         have.update({r["prompt_id"]: r for r in ok})
         log.info("best-of-n: generated %d/%d prompts", start + len(chunk), len(todo))
     stats.generate_s = time.monotonic() - t0
@@ -207,7 +182,7 @@ def score_missing(cfg: BestOfNJobConfig, cands: Sequence[dict], path: Path,
     """Reward of every candidate (``None`` for an empty text); only unscored sets go to the RM."""
     from rayalign.rewards.scoring import score_responses
 
-    have = {r["key"]: r["rewards"] for r in _read_rows(path)}
+    have = {r["key"]: r["rewards"] for r in (read_jsonl(path) if path.is_file() else [])}
     todo = [c for c in cands if texts_key(c["texts"]) not in have]
     t0 = time.monotonic()
     for start in range(0, len(todo), cfg.chunk_size):
@@ -222,7 +197,7 @@ def score_missing(cfg: BestOfNJobConfig, cands: Sequence[dict], path: Path,
             per[i][k] = float(r)
         rows = [{"prompt_id": c["prompt_id"], "key": texts_key(c["texts"]), "rewards": per[i]}
                 for i, c in enumerate(chunk)]
-        _append_jsonl(path, rows)
+        append_jsonl(path, rows)
         have.update({r["key"]: r["rewards"] for r in rows})
         stats.scored_now += len(flat)
     stats.score_s = time.monotonic() - t0
