@@ -226,7 +226,7 @@ class SharedArrays(_SharedBlobs):
 
     WHY: the ``finetune`` RM backend runs the frozen lower layers of its encoder once per
     (model, cut, max length, prompt, response); its keys already hash all of that
-    (``rewards.finetune.pair_key``), so a second run on the same data skips that pass.
+    (``rewards.finetune_states.pair_key``), so a second run on the same data skips that pass.
     """
 
     FILE = "arrays.sqlite"
