@@ -98,3 +98,28 @@ def test_commands_on_a_missing_run_say_so_in_one_line(cmd, capsys):
     assert rc != 0
     assert err.startswith("error:") and "does/not/exist" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("label_name, kind", [("hh_rlhf", "hh"), ("pairwise_jsonl", "pairwise"),
+                                              ("alpaca_annotations", "alpaca-annotations")])
+def test_format_names_of_label_and_data_kinds_are_interchangeable(label_name, kind, capsys):
+    """`rayalign label` said `hh_rlhf` where configs and `data inspect` said `hh`: both
+    spellings now work in every place, and mean the same format."""
+    from rayalign.config import ConfigError, validate_config
+    from rayalign.feedback.config import LabelJobConfig
+    from rayalign.rlthf.config import RLTHFConfig
+
+    judge = {"kind": "openai", "model": "m", "base_urls": ["http://127.0.0.1:9/v1"]}
+    for name in (label_name, kind):
+        cfg = validate_config(LabelJobConfig, {"input": "x", "input_format": name, "judge": judge})
+        assert cfg.input_format == label_name
+    if kind == "hh":
+        for name in ("hh", "hh_rlhf"):
+            assert validate_config(RLTHFConfig, {"data": {"kind": name}}).data.kind == "hh"
+    with pytest.raises(ConfigError, match="input_format"):
+        validate_config(LabelJobConfig, {"input": "x", "input_format": "hh-rlhf", "judge": judge})
+    bundled = "bundled:hh_rlhf_harmless" if kind == "hh" else None
+    if bundled:
+        for name in (label_name, kind):
+            assert main(["data", "inspect", bundled, "--kind", name, "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["kind"] == "hh"

@@ -94,7 +94,10 @@ def _print(summary: dict[str, Any], sample: int, width: int) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     # Inspection is a diagnosis: by default every bad row is listed (jobs still stop at the
     # first one unless told otherwise); --strict shows what a job would say.
-    summary = inspect_data(args.path, args.kind, skip_bad_rows=not args.strict)
+    from rayalign.data.pairs import LABEL_FORMAT_TO_KIND
+
+    kind = LABEL_FORMAT_TO_KIND.get(args.kind, args.kind)  # rayalign label's names work too
+    summary = inspect_data(args.path, kind, skip_bad_rows=not args.strict)
     if args.json:
         out = {k: v for k, v in summary.items() if k != "records_list"}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -104,10 +107,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def add_inspect(p: argparse.ArgumentParser) -> None:
-    from rayalign.data.pairs import ALL_KINDS
+    from rayalign.data.pairs import ALL_KINDS, LABEL_FORMAT_TO_KIND
 
     p.add_argument("path", help="JSONL(.gz) / JSON / Parquet file or a saved HF dataset directory")
-    p.add_argument("--kind", default="auto", choices=("auto",) + ALL_KINDS,
+    p.add_argument("--kind", default="auto", choices=("auto",) + ALL_KINDS + tuple(LABEL_FORMAT_TO_KIND),
                    help="data format (default: detected from the first row)")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first malformed row, as a job without skip_bad_rows does "

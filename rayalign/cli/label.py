@@ -32,7 +32,9 @@ def add_eval_judge(p: argparse.ArgumentParser) -> None:
                                                  "annotations .jsonl, or labelled pairwise JSONL")
     p.add_argument("--format", default="auto",
                    choices=["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations", "preferences",
-                            "pandalm", "votes"])
+                            "pandalm", "votes", "hh", "pairwise", "alpaca-annotations"],
+                   help="input format (hh = hh_rlhf, pairwise = pairwise_jsonl, "
+                        "alpaca-annotations = alpaca_annotations)")
     p.add_argument("--limit", type=int, default=50, help="first N pairs (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="A/B placement seed for HH / preferences")
     p.add_argument("--cache", help="judgment cache path (default: <out>/judgments.sqlite)")

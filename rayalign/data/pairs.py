@@ -33,6 +33,11 @@ from rayalign.data.votes import load_pandalm, load_votes_jsonl
 ALL_KINDS = KINDS + ("pandalm", "votes", "pairwise")
 #: Kinds that hold pairs (``load_pair_items``).
 PAIR_KINDS = ("hh", "preferences", "pandalm", "votes", "pairwise", "alpaca-annotations")
+#: ``rayalign label``'s format names -> these kinds. WHY: the two spellings grew apart
+#: (``hh_rlhf`` vs ``hh``); every config field and CLI flag accepts both.
+LABEL_FORMAT_TO_KIND = {"hh_rlhf": "hh", "pairwise_jsonl": "pairwise",
+                        "alpaca_annotations": "alpaca-annotations"}
+KIND_TO_LABEL_FORMAT = {v: k for k, v in LABEL_FORMAT_TO_KIND.items()}
 
 
 def resolve_path(path: str | os.PathLike) -> Path:

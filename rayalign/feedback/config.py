@@ -18,7 +18,7 @@ import importlib
 import json
 from typing import Any, Callable, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rayalign.config import RayConfig, StrictModel, operational, operational_fields
 from rayalign.engines.base import SamplingParams
@@ -168,6 +168,14 @@ class LabelJobConfig(StrictModel):
     input: str
     input_format: Literal["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations",
                           "preferences", "pandalm", "votes"] = "auto"
+
+    @field_validator("input_format", mode="before")
+    @classmethod
+    def _kind_names_too(cls, v: Any) -> Any:
+        """``hh``, ``pairwise``, ``alpaca-annotations`` (the data kinds) mean the same formats."""
+        from rayalign.data.pairs import KIND_TO_LABEL_FORMAT
+
+        return KIND_TO_LABEL_FORMAT.get(v, v) if isinstance(v, str) else v
     limit: int | None = Field(default=None, ge=1)
     #: For labelled inputs (HH, preferences): seed of the random A/B placement of the chosen reply.
     seed: int = 0

@@ -14,15 +14,15 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from rayalign.data.pairs import detect, load_pair_items, resolve_path
+from rayalign.data.pairs import LABEL_FORMAT_TO_KIND, detect, load_pair_items, resolve_path
 from rayalign.data.schema import PairwiseItem
 
 log = logging.getLogger(__name__)
 
 InputFormat = Literal["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations", "preferences",
                       "pandalm", "votes"]
-#: ``input_format`` names -> ``rayalign.data.pairs`` kinds.
-_KIND = {"pairwise_jsonl": "pairwise", "hh_rlhf": "hh", "alpaca_annotations": "alpaca-annotations"}
+#: ``input_format`` names -> ``rayalign.data.pairs`` kinds (the kinds are accepted as they are).
+_KIND = LABEL_FORMAT_TO_KIND
 
 
 def load_pairs(path: str | Path, fmt: InputFormat = "auto", limit: int | None = None,

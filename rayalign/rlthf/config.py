@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rayalign.cache import CacheConfig
 from rayalign.config import RayConfig, StrictModel, operational
@@ -18,6 +18,14 @@ class DataConfig(StrictModel):
     #: ``pandalm``: PandaLM's test set; ``votes``: the generic votes JSONL (prompt, two
     #: responses, several human votes; ``rayalign.data.votes``). Both: truth = human majority.
     kind: Literal["hh", "preferences", "pandalm", "votes"] = "hh"
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _label_format_names_too(cls, v: Any) -> Any:
+        """``hh_rlhf`` (``rayalign label``'s name for it) means ``hh``."""
+        from rayalign.data.pairs import LABEL_FORMAT_TO_KIND
+
+        return LABEL_FORMAT_TO_KIND.get(v, v) if isinstance(v, str) else v
     #: a file/dir path, or ``bundled:<name>`` for data shipped in the package.
     path: str = "bundled:hh_rlhf_harmless"
     limit: int | None = Field(default=None, ge=10, description="use only the first N pairs")
