@@ -2,7 +2,7 @@
 
 WHY: every batch pads to its longest row. Grouping rows of about the same token length and
 capping the padded tokens per pass (not just the rows) keeps padding near zero and keeps long
-rows out of batches whose activations fall out of cache: on 2 CPU cores MiniLM ran 1.3-1.6x
+rows out of batches whose activations fall out of cache: on 2 CPU cores MiniLM ran 1.31x
 faster than fixed batches of 64 (issue 16, benchmarks/embedding_speed.py).
 """
 

@@ -175,6 +175,8 @@ def embed_with_ray(texts: dict[str, str], spec: str, num_actors: int, batch_size
     WHY sorted: Ray Data cuts the rows into blocks in the order given and every batch pads to
     its longest text. In random length order the model processed ~3.5x the real tokens on the
     HH data; sorted by length, neighbours in a batch have about the same length (issue 17).
+    Longest first: the last tasks are the short ones, so no actor waits alone on a long task
+    at the end while the others idle.
     Each actor call gets ``rows_per_task`` neighbouring texts and groups them again by token
     length into forward passes of at most ``max_batch_tokens`` padded tokens (issue 16).
     The vectors do not depend on the order (each row is encoded alone, padding is masked).
