@@ -114,7 +114,7 @@ def main() -> None:
 
     by_chars = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     pad = {"sorted": pad_ratio(by_chars), "given": pad_ratio(list(range(len(texts))))}
-    from rayalign.models.encoders import token_budget_batches
+    from rayalign.models.batching import token_budget_batches
 
     budget = token_budget_batches(lengths, args.batch_size, args.max_batch_tokens)
     pad["budget"] = sum(max(lengths[i] for i in b) * len(b) for b in budget) / real_tokens

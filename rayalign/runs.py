@@ -120,14 +120,16 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | BaseModel]) -> int:
     return n
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file.
+def read_jsonl(path: Path, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file (``missing_ok``: no file = no rows).
 
     A last line without its newline that does not parse is what a process killed in the
     middle of an append leaves: it is skipped with a warning (that row is redone on the
     rerun). Any other bad line is an error naming the file and line, because no writer of
     rayalign's leaves one there (``append_jsonl`` cuts a torn tail before it appends).
     """
+    if missing_ok and not Path(path).is_file():
+        return []
     text = Path(path).read_text(encoding="utf-8")
     lines = text.split("\n")
     rows = []
@@ -324,4 +326,4 @@ class RunDir:
         append_jsonl(self.metrics_path, [row])
 
     def metrics(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.metrics_path) if self.metrics_path.exists() else []
+        return read_jsonl(self.metrics_path, missing_ok=True)

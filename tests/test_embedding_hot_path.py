@@ -10,7 +10,8 @@ import pytest
 
 from rayalign.data.bundled import load_bundled
 from rayalign.data.schema import PairwiseItem
-from rayalign.models.encoders import SentenceEncoder, token_budget_batches
+from rayalign.models.batching import token_budget_batches
+from rayalign.models.encoders import SentenceEncoder
 from rayalign.rewards.embedding_head import (
     EmbeddingHeadBackend,
     EmbeddingHeadConfig,

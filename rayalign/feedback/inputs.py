@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 
 InputFormat = Literal["auto", "pairwise_jsonl", "hh_rlhf", "alpaca_annotations", "preferences",
                       "pandalm", "votes"]
-#: ``input_format`` names -> ``rayalign.data.pairs`` kinds (the kinds are accepted as they are).
-_KIND = LABEL_FORMAT_TO_KIND
 
 
 def load_pairs(path: str | Path, fmt: InputFormat = "auto", limit: int | None = None,
@@ -33,7 +31,7 @@ def load_pairs(path: str | Path, fmt: InputFormat = "auto", limit: int | None = 
     field). Other sources skip unusable rows (e.g. HH rows with an empty reply) and report
     them, never hide them.
     """
-    kind = _KIND.get(fmt, fmt)
+    kind = LABEL_FORMAT_TO_KIND.get(fmt, fmt)  # the kinds' own names pass as they are
     if kind == "auto":
         kind = detect(resolve_path(path))
     items = load_pair_items(path, kind, limit=limit, seed=seed, skip_bad_rows=kind != "pairwise")

@@ -18,8 +18,6 @@ from rayalign.models.batching import DEFAULT_MAX_BATCH_TOKENS, token_budget_batc
 
 Precision = Literal["fp32", "bf16"]
 
-__all__ = ["DEFAULT_MAX_BATCH_TOKENS", "SentenceEncoder", "token_budget_batches"]
-
 
 class SentenceEncoder:
     """``encode(texts) -> float32 array (n, dim)``, L2-normalised rows (cosine = dot product)."""

@@ -158,7 +158,7 @@ def generate_missing(cfg: BestOfNJobConfig, prompts: Sequence[PromptRecord], pat
     """
     from rayalign.feedback.pipeline import generate_candidates_with_stats
 
-    have = {r["prompt_id"]: r for r in (read_jsonl(path) if path.is_file() else [])}
+    have = {r["prompt_id"]: r for r in read_jsonl(path, missing_ok=True)}
     todo = [p for p in prompts if p.id not in have]
     t0 = time.monotonic()
     for start in range(0, len(todo), cfg.chunk_size):
@@ -182,7 +182,7 @@ def score_missing(cfg: BestOfNJobConfig, cands: Sequence[dict], path: Path,
     """Reward of every candidate (``None`` for an empty text); only unscored sets go to the RM."""
     from rayalign.rewards.scoring import score_responses
 
-    have = {r["key"]: r["rewards"] for r in (read_jsonl(path) if path.is_file() else [])}
+    have = {r["key"]: r["rewards"] for r in read_jsonl(path, missing_ok=True)}
     todo = [c for c in cands if texts_key(c["texts"]) not in have]
     t0 = time.monotonic()
     for start in range(0, len(todo), cfg.chunk_size):

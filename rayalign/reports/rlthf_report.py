@@ -120,7 +120,7 @@ def _human_info(run_dir: Path, cfg: dict) -> dict[str, Any]:
     rows: list[HumanLabelRow] = []
     for _, d in _iteration_dirs(run_dir):
         p = d / "human_labels.jsonl"
-        rows += [HumanLabelRow.model_validate(r) for r in (read_jsonl(p) if p.is_file() else [])]
+        rows += [HumanLabelRow.model_validate(r) for r in read_jsonl(p, missing_ok=True)]
     human_cfg = cfg.get("human") if isinstance(cfg.get("human"), dict) else {}
     simulated = any(r.simulated for r in rows) or human_cfg.get("kind") == "simulated"
     info: dict[str, Any] = {"labels": len(rows), "answered": sum(r.label is not None for r in rows),
@@ -271,7 +271,7 @@ def collect(run_dir: str | Path) -> ReportData:
     curve_rows = []
     for k, d in _iteration_dirs(run_dir):
         mpath = d / "margins.jsonl"
-        margins = sorted((MarginRow.model_validate(r) for r in (read_jsonl(mpath) if mpath.is_file() else [])),
+        margins = sorted((MarginRow.model_validate(r) for r in read_jsonl(mpath, missing_ok=True)),
                          key=lambda r: r.rank)
         if not margins:
             continue

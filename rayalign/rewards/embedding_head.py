@@ -23,7 +23,7 @@ from pydantic import Field
 
 from rayalign.config import StrictModel
 from rayalign.data.schema import PairwiseItem
-from rayalign.models.encoders import DEFAULT_MAX_BATCH_TOKENS
+from rayalign.models.batching import DEFAULT_MAX_BATCH_TOKENS
 from rayalign.runs import atomic_write_text
 
 log = logging.getLogger(__name__)

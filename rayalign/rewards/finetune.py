@@ -174,25 +174,24 @@ class FinetuneRewardBackend:
                 k = self._key(it.prompt, resp)
                 if k not in self.store.states and k not in todo:
                     todo[k] = {"key": k, "prompt": it.prompt[-MAX_CHARS:], "response": resp[:MAX_CHARS]}
+        got: dict[str, np.ndarray] = {}
         if todo and self.shared is not None:
             from rayalign import cache
 
             got = self.shared.get_many(list(todo))
-            if got:
-                self.store.add_states(got)
-                todo = {k: row for k, row in todo.items() if k not in got}
+            todo = {k: row for k, row in todo.items() if k not in got}
             cache.count("hidden_states", hits=len(got), misses=len(todo))
             log.info("hidden-state cache %s: %d hits, %d misses", self.shared.path, len(got), len(todo))
-        if not todo:
-            return
-        log.info("finetune RM: running %d frozen layers of %s once over %d texts", self.cut,
-                 self.cfg.base_model, len(todo))
-        keys, hidden, lengths = run_lower_layers(list(todo.values()), self.path, self.cut,
-                                                 self.cfg.max_length, self.cfg.num_actors,
-                                                 self.cfg.encode_batch_size, self.cfg.threads)
-        self.store.add(keys, hidden, lengths)
-        if self.shared is not None:
-            self.shared.put_many(keys, [self.store.states[k] for k in keys])
+        new: dict[str, np.ndarray] = {}
+        if todo:
+            log.info("finetune RM: running %d frozen layers of %s once over %d texts", self.cut,
+                     self.cfg.base_model, len(todo))
+            new = run_lower_layers(list(todo.values()), self.path, self.cut, self.cfg.max_length,
+                                   self.cfg.num_actors, self.cfg.encode_batch_size, self.cfg.threads)
+            if self.shared is not None:
+                self.shared.put_many(list(new), list(new.values()))
+        if got or new:
+            self.store.add_states({**got, **new})  # one rewrite of the run's store
 
     def _states(self, items: Sequence[PairwiseItem]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         missing = [it for it in items

@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -77,12 +76,8 @@ class HiddenStore:
                 for i, k in enumerate(keys):
                     self.states[k] = flat[offsets[i]:offsets[i + 1]]
 
-    def add(self, keys: Sequence[str], hidden: np.ndarray, lengths: np.ndarray) -> None:
-        """Padded batch states, cut to each row's real length."""
-        self.add_states({str(k): h[: int(n)] for k, h, n in zip(keys, hidden, lengths)})
-
     def add_states(self, states: dict[str, np.ndarray]) -> None:
-        """Unpadded states (from the cross-run cache or ``add``), saved at once."""
+        """Unpadded states (computed, or from the cross-run cache), saved at once."""
         for k, h in states.items():
             self.states[k] = np.ascontiguousarray(h)
         self.save()
@@ -102,8 +97,9 @@ class HiddenStore:
 
 def run_lower_layers(rows: list[dict[str, str]], path: str, cut: int, max_length: int,
                      num_actors: int, batch_size: int, threads: int | None
-                     ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Lower-layer states of ``rows`` ({key, prompt, response}) via a Ray Data actor pool."""
+                     ) -> dict[str, np.ndarray]:
+    """Lower-layer states of ``rows`` ({key, prompt, response}) via a Ray Data actor pool,
+    each cut to its row's real length: ``{key: (tokens, hidden) float16}``."""
     import ray
 
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -112,13 +108,11 @@ def run_lower_layers(rows: list[dict[str, str]], path: str, cut: int, max_length
         _LowerLayers, fn_constructor_kwargs={"path": path, "cut": cut, "max_length": max_length,
                                               "threads": threads},
         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=num_actors))
-    keys: list[str] = []
-    hidden, lengths = [], []
+    states: dict[str, np.ndarray] = {}
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        keys.extend(str(k) for k in b["key"])
-        hidden.append(b["hidden"])
-        lengths.append(b["length"])
-    if len(keys) != len(rows):
-        raise RuntimeError(f"lower layers returned {len(keys)} states for {len(rows)} texts")
+        for k, h, n in zip(b["key"], b["hidden"], b["length"]):
+            states[str(k)] = h[: int(n)]
+    if len(states) != len(rows):
+        raise RuntimeError(f"lower layers returned {len(states)} states for {len(rows)} texts")
     log.info("cached lower-layer states of %d texts in %.1fs", len(rows), time.time() - t0)
-    return keys, np.concatenate(hidden), np.concatenate(lengths)
+    return states
