@@ -68,7 +68,7 @@ def test_replay_bad_files_are_clear_errors(tmp_path):
         read_recorded(bad)
     # a row with neither label nor error is an error row, never a silent default
     _write(bad, [{"id": "p0"}])
-    assert read_recorded(bad)["p0"].error == "recorded judgment has no label"
+    assert read_recorded(bad)["p0"][0].judgment.error == "recorded judgment has no label"
 
 
 def test_rlthf_replay_labeller_shares_the_parser_and_stays_strict(tmp_path):
@@ -101,13 +101,66 @@ def test_replay_maps_a_recorded_label_onto_the_current_order(tmp_path):
         {"id": "p1", "label": "A", "shown_a": response_key("b1"), "score_a": 9.0, "score_b": 1.0},
         {"id": "p2", "label": "B", "shown_a": response_key("something else")},
     ])
-    got = load_replay(rec, items)
-    assert [j.label for j in got] == ["A", "B", None]
-    assert (got[1].score_a, got[1].score_b) == (1.0, 9.0)
-    assert "other responses" in got[2].error
-    assert all(j.shown_a == response_key(it.response_a) for j, it in zip(got, items))
-    judged = ReplayJudge(rec).judge(items)
+    judged = ReplayJudge(rec).judge(items)   # the labelling pipeline: a bad row is an error row
     assert [j.label for j in judged] == ["A", "B", None]
+    assert (judged[1].score_a, judged[1].score_b) == (1.0, 9.0)
+    assert "other responses" in judged[2].error
+    assert all(j.shown_a == response_key(it.response_a) for j, it in zip(judged, items))
+    # the RLTHF loop is strict: the row that names another pair's responses is named
+    with pytest.raises(ValueError, match=r"r.jsonl, row 2 \(line 3\), field 'shown_a': pair 'p2'"):
+        load_replay(rec, items)
+    got = load_replay(rec, items[:2], known_ids={"p2"})
+    assert [j.label for j in got] == ["A", "B"] and (got[1].score_a, got[1].score_b) == (1.0, 9.0)
+
+
+def _file_frame_items() -> list[PairwiseItem]:
+    """Pairs shown in a seeded order: p1 shows the file's response_b first (as a votes file)."""
+    from rayalign.data.schema import FILE_A_KEY, response_key
+
+    return [PairwiseItem(id="p0", prompt="q0", response_a="a0", response_b="b0",
+                         meta={FILE_A_KEY: response_key("a0")}),
+            PairwiseItem(id="p1", prompt="q1", response_a="b1", response_b="a1",
+                         meta={FILE_A_KEY: response_key("a1")}),
+            PairwiseItem(id="p2", prompt="q2", response_a="a2", response_b="b2")]
+
+
+def test_replay_keeps_both_orders_and_names_responses_as_the_data_file_does(tmp_path):
+    """Rows in either or both orders: ``label`` and ``shown_first`` name the file's A/B;
+    a judge contradicting itself across orders is a tie with both verdicts kept."""
+    from rayalign.data.schema import response_key
+
+    rec = _write(tmp_path / "two_orders.jsonl", [
+        {"id": "p0", "label": "A", "shown_first": "A", "confidence": 0.9},
+        {"id": "p0", "label": "A", "shown_first": "B"},          # consistent across orders
+        {"id": "p1", "label": "A", "shown_first": "A"},          # the file's A is the item's B
+        {"id": "p1", "label": "B", "shown_first": "B"},          # contradicts itself: "tie"
+        {"id": "p2", "label": "B", "shown_first": "B"},          # one order only
+    ])
+    got = load_replay(rec, _file_frame_items())
+    assert [j.label for j in got] == ["A", "tie", "B"]
+    assert [len(j.order_verdicts) for j in got] == [2, 2, 1]
+    assert got[0].order_verdicts[0].confidence == 0.9 and got[0].error is None
+    # p1: the file's A ("a1") is shown as B here; each order's winner is the response it named
+    v = got[1].order_verdicts
+    assert [x.shown_first for x in v] == [response_key("a1"), response_key("b1")]
+    assert [x.label_in(_file_frame_items()[1]) for x in v] == ["B", "A"]
+    assert got[1].error is None and (got[1].score_a, got[1].score_b) == (0.5, 0.5)
+    assert got[2].order_verdicts[0].first_in(_file_frame_items()[2]) == "B"
+
+
+def test_replay_rows_naming_an_unknown_pair_or_order_are_one_line_errors(tmp_path):
+    from rayalign.data.errors import DataError
+
+    rec = _write(tmp_path / "v.jsonl", [{"id": "p0", "label": "A"}, {"id": "zz", "label": "B"}])
+    with pytest.raises(DataError, match=r"v.jsonl, row 1 \(line 2\), field 'id': id 'zz' names no pair"):
+        load_replay(rec, _items(1))
+    assert [j.label for j in load_replay(rec, _items(1), known_ids={"zz"})] == ["A"]  # e.g. the test split
+    bad = _write(tmp_path / "o.jsonl", [{"id": "p0", "label": "A", "shown_first": "first"}])
+    with pytest.raises(DataError, match=r"o.jsonl, row 0 \(line 1\), field 'shown_first'"):
+        load_replay(bad, _items(1))
+    # an extra judge may cover only some pairs: the others are its abstentions
+    part = load_replay(rec, _items(2), known_ids={"zz"}, require_all=False)
+    assert part[1].label is None and "no recorded judgment" in part[1].error
 
 
 def test_bundled_recorded_verdicts_replay_with_ties_as_errors():

@@ -114,6 +114,61 @@ class PromptRecord(_Record):
     reference: str | None = None
 
 
+#: ``PairwiseItem.meta`` key: ``response_key`` of the data file's ``response_a``. Loaders of
+#: files that name their responses A/B but whose pairs are shown in a seeded order (votes,
+#: PandaLM) set it, so a recorded verdict that says "A" of the file still finds its response.
+FILE_A_KEY = "file_response_a"
+
+#: ``OrderVerdict.winner`` of a verdict that prefers neither response.
+TIE = "tie"
+
+
+class OrderVerdict(BaseModel):
+    """One verdict given in one presentation order, in no A/B frame at all.
+
+    WHY frame-free: a judge asked twice (responses swapped) can contradict itself, and that
+    contradiction is the cheapest sign that its label is a guess (RLTHF targeting). Keyed by
+    ``response_key`` values, the verdict means the same whichever order the pair is shown in
+    later, so it never needs swapping.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``response_key`` of the response the judge saw first.
+    shown_first: str
+    #: ``response_key`` of the preferred response, ``"tie"``, or None (no usable verdict).
+    winner: str | None = None
+    #: The judge's probability for its verdict (from log-probabilities), where known.
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def label_in(self, item: "PairwiseItem") -> "JudgeLabel | None":
+        """This verdict as "A"/"B"/"tie" in ``item``'s order (None: no verdict, or for other texts)."""
+        if self.winner == TIE:
+            return "tie"
+        if self.winner == response_key(item.response_a):
+            return "A"
+        if self.winner == response_key(item.response_b):
+            return "B"
+        return None
+
+    def first_in(self, item: "PairwiseItem") -> Label | None:
+        """Which of ``item``'s responses was shown first ("A"/"B"; None: neither matches)."""
+        if self.shown_first == response_key(item.response_a):
+            return "A"
+        if self.shown_first == response_key(item.response_b):
+            return "B"
+        return None
+
+
+def order_consensus(labels: list["JudgeLabel | None"]) -> "JudgeLabel | None":
+    """One label from per-order labels: the shared decisive label, else "tie" (a tie in any
+    order, or the orders contradict each other), None when no order gave a verdict."""
+    given = [lab for lab in labels if lab is not None]
+    if not given:
+        return None
+    return given[0] if len(set(given)) == 1 else "tie"
+
+
 class Judgment(BaseModel):
     """One judge verdict on one pairwise item; failures are rows too, never dropped."""
 
@@ -131,6 +186,9 @@ class Judgment(BaseModel):
     #: ``response_key`` of the response shown as A when this verdict was given (None: not
     #: recorded, e.g. an old file). Replays use it to map "A"/"B" onto the current order.
     shown_a: str | None = None
+    #: Every verdict behind ``label``, one per presentation order asked (empty in files
+    #: written before they were kept). ``label`` is their ``order_consensus``.
+    order_verdicts: list[OrderVerdict] = Field(default_factory=list)
 
 
 class RankedAnswer(_Record):

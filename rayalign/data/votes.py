@@ -41,7 +41,7 @@ from typing import Any
 
 from rayalign.data.errors import DataError, Records
 from rayalign.data.rows import RowError, iter_json_rows, load_rows, req_str
-from rayalign.data.schema import PreferencePair, response_key, stable_id
+from rayalign.data.schema import FILE_A_KEY, PreferencePair, response_key, stable_id
 
 #: PandaLM vote value -> side (1 = response1, 2 = response2, 0 = tie).
 _PANDALM_VOTE = {1: "1", 2: "2", 0: "tie"}
@@ -86,7 +86,8 @@ def _pair_from_votes(prompt: str, r1: str, r2: str, sides: list[str], meta: dict
     notes["unanimous" if len(set(sides)) == 1 else "split_vote"] += 1
     return PreferencePair(id=pid or pair_id(prompt, r1, r2), prompt=prompt, chosen=chosen,
                           rejected=rejected, source=source,
-                          meta={**meta, "votes": votes, "first_is_chosen": one_wins})
+                          meta={**meta, "votes": votes, "first_is_chosen": one_wins,
+                                FILE_A_KEY: response_key(r1)})
 
 
 def _vote(obj: dict[str, Any], field: str, allowed: dict[Any, str]) -> str:

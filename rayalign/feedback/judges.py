@@ -21,7 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from rayalign.data.schema import Judgment, PairwiseItem, other_label
+from rayalign.data.schema import (TIE, Judgment, OrderVerdict, PairwiseItem, order_consensus, other_label,
+                                  response_key)
 from rayalign.engines.base import Engine, GenerationRequest, SamplingParams
 from rayalign.feedback.cache import cache_key
 from rayalign.feedback.parsers import PairVerdict, ParseError, ScoreVerdict
@@ -190,10 +191,14 @@ class PairwiseJudge:
             votes.append(other_label(ba.verdict.label))  # type: ignore[union-attr]
             if ba.verdict.rationale:  # type: ignore[union-attr]
                 rationale = f"{rationale}{SWAP_SEPARATOR}{ba.verdict.rationale}"  # type: ignore[union-attr]
-        label = votes[0] if len(set(votes)) == 1 else "tie"
-        return Judgment(item_id=item.id, judge=self.name, label=label,
+        # A disagreement between the orders is a position-biased guess: "tie", but each
+        # order's verdict is kept, so RLTHF's error model sees the contradiction.
+        keys = {"A": response_key(item.response_a), "B": response_key(item.response_b), "tie": TIE}
+        shown = [keys["A"], keys["B"]][: len(votes)]
+        return Judgment(item_id=item.id, judge=self.name, label=order_consensus(votes),
                         score_a=votes.count("A") / len(votes), score_b=votes.count("B") / len(votes),
-                        rationale=rationale, raw=raw)
+                        rationale=rationale, raw=raw,
+                        order_verdicts=[OrderVerdict(shown_first=f, winner=keys[v]) for f, v in zip(shown, votes)])
 
 
 class RubricJudge:
