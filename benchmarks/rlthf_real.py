@@ -1,24 +1,35 @@
-"""RLTHF against real judge labels (PandaLM) and the simulated HH labeller, for both RM backends.
+"""Where does each human label go? RLTHF's targeting against Random, on real judge labels.
+
+RLTHF exists to make each human label count, so the number that matters is **judge errors
+found per 100 human labels**, side by side with Random annotation at the same budget, over
+several seeds; then what those labels buy: curated-label accuracy, the flips' net effect,
+and RM test accuracy (the iteration's own RM, and an RM fit on the whole curated set as the
+baselines are).
+
+Methods, each at the same human budget:
+
+* **RLTHF, error model** (``targeting: error_model``, the default): people are asked where
+  P(AI label wrong) is highest, from every signal (order contradictions, extra judges,
+  confidence, cross-fitted margin), refit on every answer; flips only through the gate.
+* **RLTHF, paper** (``targeting: paper``): the paper's curve policy.
+* **Random**: random pairs (the ``random`` baseline of the error-model run).
+* **AI-only**: no human labels.
 
 Datasets (``--datasets``):
 
-* ``pandalm-gpt35``: the 999 PandaLM pairs, AI labels = the RECORDED gpt-3.5-turbo verdicts,
-  ground truth = the majority of three RECORDED human votes, the "human" = a recorded human
-  answering from those votes (real people's answers, replayed — not a simulation);
-* ``pandalm-7b``: the same pairs with the RECORDED PandaLM-7B verdicts as AI labels;
-* ``hh``: the bundled HH-RLHF harmless slice, SIMULATED labeller at 75 % agreement with
-  length-biased errors, SIMULATED human replaying the cleaned ground truth.
+* ``pandalm-gpt35``: PandaLM's pairs, AI labels = the RECORDED gpt-3.5-turbo verdicts, second
+  judge = the RECORDED PandaLM-7B verdicts, ground truth = the majority of three RECORDED
+  human votes, the "human" = a recorded human answering from those votes (real people's
+  answers, replayed — not a simulation);
+* ``pandalm-7b``: the same pairs, PandaLM-7B labelling and gpt-3.5-turbo as second judge;
+* ``hh``: the bundled HH-RLHF harmless slice, a SIMULATED labeller (75 % agreement,
+  length-biased errors, a SIMULATED position bias, asked in both orders), a SIMULATED second
+  judge whose errors are partly the first's, a SIMULATED human replaying the cleaned truth;
+* ``--config FILE.yaml`` (repeatable): any RLTHF config, e.g. your own votes JSONL with a
+  judge's verdicts in both orders and a second judge's; it runs as written, with only the
+  seed, targeting and bookkeeping fields set here.
 
-RM backends (``--backends``): ``embedding_head`` (frozen MiniLM + linear BT head) and
-``finetune`` (top layer of pretrained MiniLM fine-tuned as the BT RM).
-
-One table per dataset × backend: method (AI-only, RLTHF per iteration, RLTHF without flips,
-Random, Random + flips, full-human) × human % × RM test acc (the paper's metric, first) ×
-curated-label acc × ROI on human answers only (accuracy points per 1 % of the corpus answered
-by people, over AI-only; flips, which cost nothing, are credited to neither side: see
-``roi`` below), mean ± sd over seeds.
-
-Run:  python benchmarks/rlthf_real.py --datasets pandalm-gpt35 --backends embedding_head --seeds 0 1 2
+Run:  python benchmarks/rlthf_real.py --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -27,7 +38,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,229 +48,174 @@ from typing import Any
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-PANDALM = Path(os.environ.get("RAYALIGN_PANDALM_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "pandalm"))
-
-#: how each dataset is fed to the loop (config fragments of ``RLTHFConfig``); budgets: the
-#: PandaLM goal is stated at <= 10 % human answers (3 x 3 %), the HH one at <= 6 % (3 x 2 %).
 _PANDALM = {
     "data": {"kind": "pandalm", "path": "bundled:pandalm", "test_fraction": 0.2},
     "human": {"kind": "recorded", "mode": "majority"},
     "ground_truth": {"mode": "raw"},
     "human_budget_pct": 3.0,
 }
+
+
+def _replay(name: str, path: str, extra: str, extra_path: str) -> dict:
+    return {"kind": "replay", "name": name, "replay_path": path,
+            "extra_judges": [{"kind": "replay", "name": extra, "replay_path": extra_path}]}
+
+
 DATASETS: dict[str, dict[str, Any]] = {
-    "pandalm-gpt35": {**_PANDALM, "labeller": {"kind": "replay", "replay_path": "bundled:pandalm_gpt35"}},
-    "pandalm-7b": {**_PANDALM, "labeller": {"kind": "replay", "replay_path": "bundled:pandalm_7b"}},
+    "pandalm-gpt35": {**_PANDALM, "labeller": _replay("gpt-3.5-turbo", "bundled:pandalm_gpt35",
+                                                      "pandalm-7b", "bundled:pandalm_7b")},
+    "pandalm-7b": {**_PANDALM, "labeller": _replay("pandalm-7b", "bundled:pandalm_7b",
+                                                   "gpt-3.5-turbo", "bundled:pandalm_gpt35")},
     "hh": {
         "data": {"path": "bundled:hh_rlhf_harmless", "test_fraction": 0.2},
-        "labeller": {"kind": "simulated", "simulated": {"target_agreement": 0.75, "errors": "length"}},
+        "labeller": {"kind": "simulated", "name": "simulated-judge",
+                     "simulated": {"target_agreement": 0.75, "errors": "length", "length_bias": 2.0,
+                                   "position_bias": 1.0, "both_orders": True},
+                     "extra_judges": [{"kind": "simulated", "name": "simulated-second-judge",
+                                       "simulated": {"target_agreement": 0.72, "errors": "length",
+                                                     "length_bias": 1.0, "shared_noise": 0.3}}]},
         "ground_truth": {"mode": "cleaned"},
         "human": {"kind": "simulated"},
         "human_budget_pct": 2.0,
     },
 }
-
 TITLES = {
-    "hh": "HH-RLHF harmless (bundled slice): SIMULATED labeller (75 % agreement, length-biased errors), "
-          "SIMULATED human, cleaned ground truth (25 %)",
-    "pandalm-gpt35": "PandaLM (999 pairs): RECORDED gpt-3.5-turbo verdicts as AI labels, RECORDED human votes "
-                     "(ground truth = majority of 3)",
-    "pandalm-7b": "PandaLM (999 pairs): RECORDED PandaLM-7B verdicts as AI labels, RECORDED human votes "
-                  "(ground truth = majority of 3)",
+    "hh": "HH-RLHF harmless (bundled): SIMULATED judge (75 %, length bias, SIMULATED position bias, both "
+          "orders), SIMULATED second judge (72 %, errors partly shared), SIMULATED human, cleaned truth",
+    "pandalm-gpt35": "PandaLM: RECORDED gpt-3.5-turbo labels, RECORDED PandaLM-7B as second judge, RECORDED "
+                     "human votes (truth = majority of 3)",
+    "pandalm-7b": "PandaLM: RECORDED PandaLM-7B labels, RECORDED gpt-3.5-turbo as second judge, RECORDED "
+                  "human votes (truth = majority of 3)",
 }
 
-METHOD_NAMES = {"ai_only": "AI-only", "rlthf": "RLTHF", "rlthf_no_flips": "RLTHF without flips",
-                "random": "Random", "random_flips": "Random + flips", "full_human": "Full-human"}
-ORDER = ["AI-only", "RLTHF", "RLTHF without flips", "Random", "Random + flips", "Full-human"]
 
-
-def loop_config(dataset: str, backend: str, seed: int, apply_flips: bool, args, cache: Path) -> dict[str, Any]:
-    frag = json.loads(json.dumps(DATASETS[dataset]))
-    if frag["labeller"]["kind"] == "simulated":
-        frag["labeller"]["simulated"]["seed"] = seed
-    rm: dict[str, Any] = {"backend": backend}
-    if backend == "embedding_head":
-        rm["embedding_head"] = {"cache_dir": str(cache), "num_actors": args.actors}
-    else:
-        rm["finetune"] = {"cache_dir": str(cache), "seed": seed}
+def loop_config(base: dict, seed: int, targeting: str, args) -> dict[str, Any]:
+    cfg = json.loads(json.dumps(base))
+    lab = cfg.get("labeller", {})
+    for k, src in enumerate([lab, *lab.get("extra_judges", [])]):  # seed the simulations per run
+        if src.get("kind") == "simulated":
+            sim = src.setdefault("simulated", {})
+            sim["seed"] = seed + 1000 * k
+            if k and sim.get("shared_noise"):
+                sim["noise_seed"] = seed
     if args.budget is not None:
-        frag["human_budget_pct"] = args.budget
-    return {
-        "name": f"real-{dataset}-{backend}-{seed}-flips{int(apply_flips)}", "seed": seed, **frag,
-        "reward_model": rm, "iterations": args.iterations, "apply_flips": apply_flips,
-        "cross_fit_folds": args.cross_fit if backend == "embedding_head" else args.cross_fit_finetune,
-        "baselines": list(args.baselines) if apply_flips else [], "final_relabel": False,
-    }
+        cfg["human_budget_pct"] = args.budget
+    cfg.update(name=f"{cfg.get('name', 'bench')}-{seed}-{targeting}", seed=seed, targeting=targeting,
+               iterations=args.iterations, final_relabel=False,
+               baselines=["ai_only", "random"] if targeting == "error_model" else [])
+    cfg.setdefault("reward_model", {"backend": "embedding_head"})
+    return cfg
 
 
-def shared_ground_truth(dataset: str, seed: int, args, cache: Path, root: Path) -> Path:
-    """One ground truth per (dataset, seed) for every backend and ablation, so rows compare.
-
-    HH's cleaned ground truth is made by a cross-fitted RM; it is always the embedding
-    head's (cheap, and the same truth whichever RM the loop then trains).
-    """
+def run_one(base: dict, seed: int, targeting: str, args, root: Path) -> dict:
     from rayalign.config import validate_config
     from rayalign.rlthf.config import RLTHFConfig
     from rayalign.rlthf.driver import RLTHFLoop
 
-    cfg = validate_config(RLTHFConfig, {**loop_config(dataset, "embedding_head", seed, True, args, cache),
-                                        "name": f"gt-{dataset}-{seed}"})
-    loop = RLTHFLoop(cfg, root / cfg.name)
-    loop.prepare()
-    return loop.run.file("data", "ground_truth.json")
-
-
-def run_one(dataset: str, backend: str, seed: int, apply_flips: bool, gt_path: Path, args, cache: Path,
-            root: Path) -> dict:
-    from rayalign.config import validate_config
-    from rayalign.rlthf.config import RLTHFConfig
-    from rayalign.rlthf.driver import RLTHFLoop
-
-    cfg = validate_config(RLTHFConfig, loop_config(dataset, backend, seed, apply_flips, args, cache))
-    loop = RLTHFLoop(cfg, root / cfg.name)
-    if not loop.run.is_done("ground_truth"):
-        shutil.copyfile(gt_path, loop.run.file("data", "ground_truth.json"))
-        loop.run.mark_done("ground_truth", copied_from=str(gt_path))
+    cfg = validate_config(RLTHFConfig, loop_config(base, seed, targeting, args))
     t0 = time.time()
-    summary = loop.run_loop()
+    summary = RLTHFLoop(cfg, root / cfg.name).run_loop()
     summary["seconds"] = time.time() - t0
     return summary
 
 
-def rows_of(summary: dict) -> list[dict]:
-    """(method, step, human %, RM test acc, curated acc, human-answer gain) rows of one run."""
-    out = []
-    for r in summary["iterations"]:
-        method = "AI-only" if r["iteration"] == 0 else ("RLTHF" if r.get("apply_flips", True) else "RLTHF without flips")
-        out.append({"method": method, "step": r["iteration"], **_metrics(r)})
-    steps: dict[str, int] = {}
-    for b in sorted(summary["baselines"], key=lambda b: (b["method"], b["human_count"])):
-        name = METHOD_NAMES.get(b["method"], b["method"])
-        if name == "AI-only":
-            continue  # iteration 0 is the AI-only row (same labels, same RM)
-        steps[name] = steps.get(name, 0) + (1 if b["human_count"] else 0)
-        out.append({"method": name, "step": steps[name] if name not in ("Full-human",) else 0, **_metrics(b)})
+def final_rows(rlthf: dict, paper: dict) -> dict[str, dict]:
+    """Per method, the row at the full budget (and the iteration rows' round counts)."""
+    def last(s):
+        return sorted(s["iterations"], key=lambda r: r["iteration"])[-1]
+
+    def flips(s):
+        rows = s["iterations"]
+        applied = sum(r.get("flips") or 0 for r in rows)
+        right = sum(r.get("flips_correct") or 0 for r in rows)
+        return applied, right
+    out = {}
+    for name, s in (("RLTHF, error model", rlthf), ("RLTHF, paper", paper)):
+        r, (applied, right) = dict(last(s)), flips(s)
+        r.update(flips_applied=applied, flips_right=right)
+        tgt = [x for x in s["iterations"] if x.get("targeted")]
+        r["precision_at_budget"] = (sum(x["targeted_ai_wrong"] or 0 for x in tgt) / sum(x["targeted"] for x in tgt)
+                                    if tgt else None)
+        out[name] = r
+    base = {b["method"]: b for b in rlthf["baselines"]}
+    rand = max((b for b in rlthf["baselines"] if b["method"] == "random"), key=lambda b: b["human_count"])
+    out["Random"] = {**rand, "rm_test_acc_curated": rand.get("rm_test_acc"), "flips_applied": 0, "flips_right": 0}
+    ai = base["ai_only"]
+    out["AI-only"] = {**ai, "rm_test_acc_curated": ai.get("rm_test_acc"), "flips_applied": 0, "flips_right": 0}
     return out
 
 
-def _metrics(r: dict) -> dict:
-    return {"human_pct": r.get("human_pct", 0.0), "test": r.get("rm_test_acc"), "cur": r.get("curated_acc"),
-            "human_gain": r.get("gain_from_humans"), "flip_gain": r.get("gain_from_flips")}
-
-
-def roi(row: dict, ai: dict, key: str) -> float | None:
-    """Points of ``key`` accuracy per 1 % human over AI-only.
-
-    For curated-label accuracy the gain counted is the human answers' own (labels they
-    corrected minus labels they broke, ``gain_from_humans``, rlthf/accounting.py); flips
-    are free and not credited. RM test accuracy cannot be split that way: its ROI is the
-    whole gain, so read it on the rows without flips (RLTHF without flips, Random).
-    """
-    hp = row["human_pct"]
-    if not hp or row.get(key) is None or ai.get(key) is None:
-        return None
-    if key == "cur" and row.get("human_gain") is not None:
-        return 100.0 * row["human_gain"] / hp
-    return 100.0 * (row[key] - ai[key]) / hp
-
-
-def fmt(vals: list[float | None], scale: float = 100.0) -> str:
+def fmt(vals: list, scale: float = 1.0, digits: int = 1) -> str:
     vals = [v * scale for v in vals if v is not None]
     if not vals:
         return "-"
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.mean(vals):5.1f} ± {sd:3.1f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {sd:.{digits}f}"
 
 
-def table(dataset: str, backend: str, runs: list[dict]) -> str:
-    """``runs``: per seed, the RLTHF summary with the no-flips run's iterations added."""
-    cols = ("hp", "test", "cur", "flip", "roi_t", "roi_c")
-    agg: dict[tuple[str, int], dict[str, list]] = {}
-    for s in runs:
-        rows = rows_of(s)
-        ai = next(r for r in rows if r["method"] == "AI-only")
-        for r in rows:
-            d = agg.setdefault((r["method"], r["step"]), {k: [] for k in cols})
-            d["hp"].append(r["human_pct"]); d["test"].append(r["test"]); d["cur"].append(r["cur"])
-            d["flip"].append(r["flip_gain"])
-            d["roi_t"].append(roi(r, ai, "test")); d["roi_c"].append(roi(r, ai, "cur"))
-    rm = {"embedding_head": "frozen MiniLM + linear BT head (cross-fitted margins)",
-          "finetune": "pretrained MiniLM, top layer fine-tuned as the BT RM"}[backend]
-    secs = statistics.mean(s["seconds"] for s in runs)
-    lines = [f"### {TITLES.get(dataset, dataset)}; RM: {rm}; seeds {sorted(s['seed'] for s in runs)} "
-             f"({secs:.0f} s per seed, both loops)", "",
-             "| method | iter | human % | RM test acc % | curated-label acc % | of which flips (free, pts) "
-             "| ROI human answers, curated (pts / 1 %) | ROI on RM test acc (pts / 1 %) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for key in sorted(agg, key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[0], k[1])):
-        d = agg[key]
-        step = str(key[1]) if key[0] not in ("AI-only", "Full-human") else ""
-        lines.append(f"| {key[0]} | {step} | {statistics.mean(d['hp']):.1f} | {fmt(d['test'])} | {fmt(d['cur'])} | "
-                     f"{fmt(d['flip'])} | {fmt(d['roi_c'], 1.0)} | {fmt(d['roi_t'], 1.0)} |")
+def table(title: str, per_seed: list[dict[str, dict]], seeds: list[int], secs: float) -> str:
+    methods = ["RLTHF, error model", "RLTHF, paper", "Random", "AI-only"]
+    rand = [s["Random"].get("errors_per_100_labels") for s in per_seed]
+    lines = [f"### {title}; seeds {seeds} ({secs:.0f} s per seed, both loops)", "",
+             "| method | human % | judge errors / 100 human labels | × Random | curated-label acc % | "
+             "flips applied (right) | net flip effect (pts) | precision at budget % | RM test acc % (iteration RM) | "
+             "RM test acc % (RM on the curated set) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in methods:
+        rows = [s[m] for s in per_seed]
+        e100 = [r.get("errors_per_100_labels") for r in rows]
+        ratio = [e / r for e, r in zip(e100, rand) if e is not None and r]
+        fl = f"{statistics.mean(r['flips_applied'] for r in rows):.0f} ({statistics.mean(r['flips_right'] for r in rows):.0f})"
+        net = [r.get("gain_from_flips") or 0.0 for r in rows]
+        lines.append(f"| {m} | {statistics.mean(r.get('human_pct', 0.0) for r in rows):.1f} | {fmt(e100)} | "
+                     f"{fmt(ratio, digits=2) if m != 'AI-only' else '-'} | {fmt([r.get('curated_acc') for r in rows], 100)} | "
+                     f"{fl} | {fmt(net, 100)} | {fmt([r.get('precision_at_budget') for r in rows], 100)} | "
+                     f"{fmt([r.get('rm_test_acc') for r in rows], 100)} | {fmt([r.get('rm_test_acc_curated') for r in rows], 100)} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", nargs="+", default=["pandalm-gpt35", "pandalm-7b", "hh"])
-    ap.add_argument("--backends", nargs="+", default=["embedding_head", "finetune"],
-                    choices=["embedding_head", "finetune"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--finetune-seeds", type=int, nargs="*", default=None,
-                    help="seeds for the (slower) finetune backend; default: --seeds")
+    ap.add_argument("--datasets", nargs="*", default=["pandalm-gpt35", "pandalm-7b", "hh"])
+    ap.add_argument("--config", action="append", default=[], help="an RLTHF config YAML to run as a dataset")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--iterations", type=int, default=3)
-    ap.add_argument("--budget", type=float, default=None,
-                    help="human %% of the shard per iteration (default: 3 for PandaLM, 2 for HH)")
-    ap.add_argument("--skip-no-flips", action="store_true", help="do not run the RLTHF-without-flips loop")
-    ap.add_argument("--cross-fit", type=int, default=None, help="embedding_head folds (default: auto = 5)")
-    ap.add_argument("--cross-fit-finetune", type=int, default=0, help="finetune folds (default 0: plain margins)")
-    ap.add_argument("--baselines", nargs="+", default=["ai_only", "random", "random_flips", "full_human"])
-    ap.add_argument("--actors", type=int, default=1)
-    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/rayalign/embeddings"))
+    ap.add_argument("--budget", type=float, default=None, help="human %% of the shard per iteration")
     ap.add_argument("--out", default=None, help="also append the tables to this file")
     ap.add_argument("--keep", default=None, help="keep run directories here (default: a temp dir)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
-        ap.error(f"datasets {unknown} are not available in this checkout (have: {sorted(DATASETS)})")
-
-    from rayalign.config import RayConfig
+        ap.error(f"unknown datasets {unknown} (have: {sorted(DATASETS)}; or pass --config FILE.yaml)")
+    from rayalign.config import RayConfig, load_yaml
     from rayalign.ray_utils import init_ray
 
+    todo = [(d, DATASETS[d], TITLES[d]) for d in args.datasets]
+    for path in args.config:
+        todo.append((Path(path).stem, load_yaml(path), f"{path} (as configured)"))
     init_ray(RayConfig(num_cpus=os.cpu_count()))
     t0 = time.time()
-    tables = []
-    gts: dict[tuple[str, int], Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
-        for dataset in args.datasets:
-            for backend in args.backends:
-                seeds = args.finetune_seeds if (backend == "finetune" and args.finetune_seeds is not None) else args.seeds
-                runs = []
-                for seed in seeds:
-                    gt = gts.get((dataset, seed)) or shared_ground_truth(dataset, seed, args, Path(args.cache), root)
-                    gts[(dataset, seed)] = gt
-                    s = run_one(dataset, backend, seed, True, gt, args, Path(args.cache), root)
-                    if not args.skip_no_flips:
-                        nf = run_one(dataset, backend, seed, False, gt, args, Path(args.cache), root)
-                        s["iterations"] = s["iterations"] + nf["iterations"][1:]
-                        s["seconds"] += nf["seconds"]
-                    s["seed"] = seed
-                    runs.append(s)
-                    last = [r for r in s["iterations"] if r.get("apply_flips", True)][-1]
-                    print(f"[{time.time() - t0:5.0f}s] {dataset}/{backend}/seed {seed}: "
-                          f"AI {100 * s['iterations'][0]['curated_acc']:.1f}% -> RLTHF {100 * last['curated_acc']:.1f}% "
-                          f"curated, RM test {100 * s['iterations'][0]['rm_test_acc']:.1f} -> "
-                          f"{100 * last['rm_test_acc']:.1f}% at {last['human_pct']:.1f}% human ({s['seconds']:.0f}s)",
-                          file=sys.stderr, flush=True)
-                if runs:
-                    t = table(dataset, backend, runs)
-                    tables.append(t)
-                    print("\n" + t + "\n", flush=True)
-                    if args.out:
-                        with open(args.out, "a") as fh:
-                            fh.write(t + "\n\n")
+        for name, base, title in todo:
+            per_seed, secs = [], []
+            for seed in args.seeds:
+                em = run_one(base, seed, "error_model", args, root / name)
+                paper = run_one(base, seed, "paper", args, root / name)
+                per_seed.append(final_rows(em, paper))
+                secs.append(em["seconds"] + paper["seconds"])
+                r = per_seed[-1]
+                print(f"[{time.time() - t0:5.0f}s] {name} seed {seed}: errors/100 labels "
+                      + ", ".join(f"{m} {r[m].get('errors_per_100_labels') or 0:.0f}" for m in ("RLTHF, error model",
+                                                                                              "RLTHF, paper", "Random"))
+                      + "; curated " + ", ".join(f"{m} {100 * (r[m].get('curated_acc') or 0):.1f}%" for m in r),
+                      file=sys.stderr, flush=True)
+            t = table(title, per_seed, args.seeds, statistics.mean(secs))
+            print("\n" + t + "\n", flush=True)
+            if args.out:
+                with open(args.out, "a") as fh:
+                    fh.write(t + "\n\n")
     print(f"total {time.time() - t0:.0f}s")
     return 0
 

@@ -51,8 +51,7 @@ def test_apply_round_flips_then_answers_win_and_no_flips_switch():
     sel = Selection(flips=IDS[17:], human_batch=[IDS[16], IDS[17]], trusted=IDS[:5])
     plan = RoundPlan(selection=sel, spot_check=[IDS[0]], budget=3)
     asked = {IDS[16]: "B", IDS[17]: "A", IDS[0]: None}    # IDS[0]: a tie on the spot check
-    r = apply_round(s0, plan, asked, amplification=4, train_on_flips=True, apply_flips=True,
-                    audit_min_precision=0.6)
+    r = apply_round(s0, plan, asked, amplification=4, train_on_flips=True, apply_flips=True)
     assert r.flips == IDS[17:]
     assert r.state.labels[IDS[18]] == "B" and r.state.origins[IDS[18]] == "flip"
     assert r.state.labels[IDS[17]] == "A" and r.state.origins[IDS[17]] == "human"  # answer beats flip
@@ -61,8 +60,7 @@ def test_apply_round_flips_then_answers_win_and_no_flips_switch():
     weights = {i: w for i, _, w in r.state.train}
     assert weights[IDS[16]] == 4.0 and weights[IDS[19]] == 1.0 and IDS[10] not in weights
     assert s0.labels[IDS[18]] == "A"                      # pure: the input state is untouched
-    r2 = apply_round(s0, plan, asked, amplification=4, train_on_flips=True, apply_flips=False,
-                     audit_min_precision=0.6)
+    r2 = apply_round(s0, plan, asked, amplification=4, train_on_flips=True, apply_flips=False)
     assert r2.flips == [] and r2.state.labels[IDS[18]] == "A"
 
 

@@ -70,6 +70,8 @@ class LoadReport:
     loaded: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
     notes: dict[str, int] = field(default_factory=dict)
+    #: ids of pairs read but not loaded (no majority, duplicates...): recorded verdicts may name them
+    dropped_ids: list[str] = field(default_factory=list)
 
     def add_bad(self, err: DataError) -> None:
         self.bad_rows.append(BadRow(err.row, err.line, err.field, err.reason))
@@ -93,6 +95,7 @@ class LoadReport:
             "path": self.path, "kind": self.kind, "rows_read": self.rows_read,
             "loaded": self.loaded, "skipped": self.skipped, "notes": dict(self.notes),
             "bad_rows": [b.__dict__ for b in self.bad_rows],
+            **({"dropped_pair_ids": list(self.dropped_ids)} if self.dropped_ids else {}),
         }
 
 

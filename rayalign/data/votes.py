@@ -63,28 +63,27 @@ def majority(sides: list[str]) -> str | None:
 
 
 def _pair_from_votes(prompt: str, r1: str, r2: str, sides: list[str], meta: dict[str, Any],
-                     notes: Counter, source: str, pid: str | None = None) -> PreferencePair | None:
-    """The pair with the majority's winner as ``chosen``; None (counted) when there is none."""
-    if not r1.strip() or not r2.strip():
-        # A real (bad) model answer, not a malformed row; but a preference needs two texts.
-        notes["empty_response"] += 1
-        return None
-    if r1.strip() == r2.strip():
-        notes["identical_responses"] += 1
-        return None
-    win = majority(sides)
-    if win is None:
-        notes["no_majority"] += 1
-        return None
-    if win == "tie":
-        notes["majority_tie"] += 1
+                     notes: Counter, source: str, pid: str | None = None,
+                     dropped: list[str] | None = None) -> PreferencePair | None:
+    """The pair with the majority's winner as ``chosen``; None (counted, its id kept in
+    ``dropped``: recorded verdicts may still name it) when there is none."""
+    pid = pid or pair_id(prompt, r1, r2)
+    why = ("empty_response" if not r1.strip() or not r2.strip()  # a bad model answer, not a bad row
+           else "identical_responses" if r1.strip() == r2.strip() else None)
+    win = majority(sides) if why is None else None
+    if why is None and win in (None, "tie"):
+        why = "no_majority" if win is None else "majority_tie"
+    if why is not None:
+        notes[why] += 1
+        if dropped is not None:
+            dropped.append(pid)
         return None
     one_wins = win == "1"
     chosen, rejected = (r1, r2) if one_wins else (r2, r1)
     rel = {"1": "chosen" if one_wins else "rejected", "2": "rejected" if one_wins else "chosen", "tie": "tie"}
     votes = [rel[s] for s in sides]
     notes["unanimous" if len(set(sides)) == 1 else "split_vote"] += 1
-    return PreferencePair(id=pid or pair_id(prompt, r1, r2), prompt=prompt, chosen=chosen,
+    return PreferencePair(id=pid, prompt=prompt, chosen=chosen,
                           rejected=rejected, source=source,
                           meta={**meta, "votes": votes, "first_is_chosen": one_wins,
                                 FILE_A_KEY: response_key(r1)})
@@ -128,10 +127,12 @@ def load_pandalm(path: str | os.PathLike, *, skip_bad_rows: bool = False,
         meta = {"row": row, "idx": idx}
         if isinstance(obj.get("cmp_key"), str):
             meta["cmp_key"] = obj["cmp_key"]
-        return _pair_from_votes(prompt, r1, r2, sides, meta, notes, source)
+        return _pair_from_votes(prompt, r1, r2, sides, meta, notes, source, dropped=dropped)
 
+    dropped: list[str] = []
     out = load_rows(path, "pandalm", parse, skip_bad_rows)
     out.report.notes.update(notes)
+    out.report.dropped_ids = dropped
     return out
 
 
@@ -158,10 +159,12 @@ def load_votes_jsonl(path: str | os.PathLike, *, skip_bad_rows: bool = False,
         meta = obj.get("meta", {})
         if not isinstance(meta, dict):
             raise RowError("meta", f"expected an object, got {type(meta).__name__}")
-        return _pair_from_votes(prompt, a, b, sides, {**meta, "row": row}, notes, src, pid)
+        return _pair_from_votes(prompt, a, b, sides, {**meta, "row": row}, notes, src, pid, dropped)
 
+    dropped: list[str] = []
     out = load_rows(path, "votes", parse, skip_bad_rows)
     out.report.notes.update(notes)
+    out.report.dropped_ids = dropped
     return out
 
 

@@ -76,3 +76,39 @@ def roi(gain: float | None, human_pct: float | None) -> float | None:
     if gain is None or not human_pct:
         return None
     return 100.0 * gain / human_pct
+
+
+def errors_found(origins: dict[str, str], base: dict[str, str], truth: dict[str, str],
+                 shard_ids: Sequence[str]) -> dict[str, float | int | None]:
+    """Judge errors among the pairs people were shown (ties and skips included: they cost a
+    look): the starting AI label against ground truth, in total and per 100 human labels."""
+    shown = [i for i in shard_ids if origins.get(i) in HUMAN_ORIGINS]
+    found = sum(base[i] != truth[i] for i in shown)
+    return {"judge_errors_found": found, "errors_per_100_labels": 100.0 * found / len(shown) if shown else None}
+
+
+def round_counts(plan, res, labels: dict[str, str], truth: dict[str, str] | None) -> dict:
+    """What one round did (``rounds.RoundPlan`` + ``RoundResult``), for its ``IterationRow``.
+
+    ``labels``: the labels going into the round (what people were asked to check). Judge
+    errors are counted against ground truth per part of the batch: the random share gives the
+    base rate, the targeted part the error model's precision at the budget.
+    """
+    sel = plan.selection
+
+    def wrong(ids):
+        return sum(labels[i] != truth[i] for i in ids) if truth else None
+    targeted = [i for i in plan.asked if plan.part_of(i) == "targeted"]
+    gate = res.gate
+    return dict(
+        flips=len(res.flips), flip_candidates=len(sel.flips), human_batch=len(res.answers),
+        human_batch_no_label=len(res.no_label), backoff=plan.backoff, trusted=len(sel.trusted),
+        flip_audit=len(plan.audit), flip_audit_precision=res.audit_precision,
+        flip_gate=gate.reason if gate else "flips switched off (apply_flips: false)",
+        flip_audit_lower_bound=gate.lower_bound if gate else None,
+        spot_check=len(plan.spot_check), spot_check_disagree=res.spot_check_disagree,
+        flips_correct=sum(res.state.labels[i] == truth[i] for i in res.flips) if truth else None,
+        human_batch_ai_wrong=wrong(plan.asked),
+        human_batch_disagree=sum(a != labels[i] for i, a in res.answers.items()),
+        random_share=len(plan.random_share), random_share_ai_wrong=wrong(plan.random_share),
+        targeted=len(targeted), targeted_ai_wrong=wrong(targeted))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -48,23 +50,27 @@ class DataConfig(StrictModel):
         return self
 
 
-class LabellerConfig(StrictModel):
-    """Who gives the AI labels: a simulation, a recorded file, or a real LLM judge."""
+class JudgeSource(StrictModel):
+    """One source of AI verdicts: a simulation, a recorded file, or a real LLM judge."""
 
-    kind: Literal["simulated", "replay", "judge"] = "simulated"
+    kind: Literal["simulated", "replay", "judge"] = Field(
+        default="simulated", description="simulated | replay (a recorded file) | judge (a live LLM judge)")
+    name: str | None = Field(default=None, description="shown in reports; default: from the file or kind")
     simulated: SimulatedLabellerConfig = Field(default_factory=SimulatedLabellerConfig)
-    #: recorded judgments: a JSONL (``rayalign label``'s ``judgments.jsonl``, or rows
-    #: ``{"id", "label"[, "shown_a"]}``), or ``bundled:pandalm_gpt35`` / ``bundled:pandalm_7b``
-    #: (real gpt-3.5-turbo / PandaLM-7B verdicts on the bundled PandaLM pairs).
-    replay_path: str | None = None
-    judge: JudgeConfig | None = None
+    replay_path: str | None = Field(
+        default=None,
+        description="recorded verdicts: a JSONL of rows {id, label[, shown_first][, confidence]} (or "
+                    "`rayalign label`'s judgments.jsonl), or bundled:pandalm_gpt35 / bundled:pandalm_7b "
+                    "(real gpt-3.5-turbo / PandaLM-7B verdicts on the bundled PandaLM pairs); "
+                    "see rayalign.feedback.replay")
+    judge: JudgeConfig | None = Field(default=None, description="the LLM judge of kind 'judge'")
 
     @model_validator(mode="after")
     def _needs(self):
         if self.kind == "replay" and not self.replay_path:
-            raise ValueError("labeller.kind 'replay' needs labeller.replay_path")
+            raise ValueError("kind 'replay' needs replay_path")
         if self.kind == "judge" and self.judge is None:
-            raise ValueError("labeller.kind 'judge' needs a labeller.judge mapping")
+            raise ValueError("kind 'judge' needs a judge mapping")
         if self.replay_path and self.replay_path.startswith("bundled:"):
             from rayalign.data.bundled import BUNDLED_VERDICTS
 
@@ -73,6 +79,38 @@ class LabellerConfig(StrictModel):
                 raise ValueError(f"unknown bundled verdicts {name!r}; valid: "
                                  + ", ".join(f"bundled:{n}" for n in sorted(BUNDLED_VERDICTS)))
         return self
+
+    def display_name(self, default: str) -> str:
+        if self.name:
+            return self.name
+        if self.kind == "replay" and self.replay_path:
+            tail = self.replay_path.split(":", 1)[1] if self.replay_path.startswith("bundled:") else self.replay_path
+            return Path(tail).name.split(".")[0] or default
+        return default
+
+
+class LabellerConfig(JudgeSource):
+    """Who gives the AI labels, and which further judges give a second opinion.
+
+    ``extra_judges`` never label a pair the labeller decided; their verdicts are evidence:
+    where they disagree with the labeller, or abstain, the error model expects mistakes and
+    people look there first. Where the labeller abstains, their consensus is the AI label.
+    """
+
+    extra_judges: list[JudgeSource] = Field(
+        default_factory=list, description="second opinions (each simulated, replayed or a live judge)")
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = self.extra_names()
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"extra_judges need distinct names (set `name`); repeated: {', '.join(dup)}")
+        return self
+
+    def extra_names(self) -> list[str]:
+        """File-safe names of the extra judges (``data/extra_judgments/<name>.jsonl``)."""
+        return [re.sub(r"[^A-Za-z0-9_.-]+", "_", j.display_name(f"judge{k + 2}")) for k, j in enumerate(self.extra_judges)]
 
 
 class HumanConfig(StrictModel):
@@ -100,6 +138,18 @@ class GroundTruthConfig(StrictModel):
     mode: Literal["cleaned", "raw"] = "cleaned"
     clean_fraction: float = Field(default=0.25, ge=0.0, lt=0.5)
     folds: int = Field(default=5, ge=2)
+
+
+class ErrorModelConfig(StrictModel):
+    """The error model behind ``targeting: error_model`` (``rayalign.rlthf.error_model``)."""
+
+    random_share: float = Field(default=0.1, ge=0.0, le=0.5,
+                                description="share of each human batch drawn at random (≥ 1 pair when > 0)")
+    prior_error_rate: float = Field(default=0.2, gt=0.0, lt=0.5,
+                                    description="the prior's error rate of an AI label with no warning sign")
+    prior_weight: float = Field(default=2.0, ge=0.0,
+                                description="the prior's weight, in rounds of human answers")
+    c: float = Field(default=1.0, gt=0.0, description="inverse L2 strength of the logistic fit")
 
 
 class CurveConfig(StrictModel):
@@ -132,12 +182,19 @@ class RLTHFConfig(StrictModel):
     #: the backed-off trusted region as the next training set; training on the flipped pairs
     #: too is our reading (they are confident, corrected labels). False = the narrow reading.
     train_on_flips: bool = True
-    #: Beyond the paper: spend this many of each iteration's human labels on a random sample
-    #: of the flip candidates, and skip the flips when people agree with fewer than
-    #: ``flip_audit_min_precision`` of them. Guards against an RM whose confident
-    #: disagreements are wrong (measured on HH's raw labels, where unaudited flips hurt).
-    flip_audit: int = Field(default=0, ge=0)
-    flip_audit_min_precision: float = Field(default=0.6, gt=0.0, le=1.0)
+    targeting: Literal["error_model", "paper"] = Field(
+        default="error_model",
+        description="error_model: ask where P(AI label wrong) is highest (every signal, refit on each answer); "
+                    "paper: the RLTHF paper's curve policy (ask left of the reflection point, flip right of it)")
+    error_model: ErrorModelConfig = Field(default_factory=ErrorModelConfig)
+    flip_audit: int | None = Field(
+        default=None, ge=0,
+        description="human labels per round spent on a random sample of the flip candidates; None = auto: "
+                    "a third of the budget with targeting error_model, 0 (unaudited, as the paper) with paper")
+    flip_confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0,
+        description="flips need the audited candidates' one-sided Wilson lower bound at this confidence above 0.5, "
+                    "and a reward model better than chance on held-out folds at the same confidence")
     #: The "RLTHF without flips" ablation: False keeps every label right of the reflection
     #: point as it is, so all of the gain must come from the paid human answers.
     apply_flips: bool = True
@@ -151,6 +208,9 @@ class RLTHFConfig(StrictModel):
     #: cost minutes on a CPU (finetune) or GPU hours (lora).
     cross_fit_folds: int | None = Field(default=None, ge=0)
 
+    curated_rm: bool | None = Field(
+        default=None, description="each iteration also fits an RM on the whole curated label set and reports "
+                                  "its test accuracy (the baselines' protocol); None = auto: embedding_head only")
     #: ``random_flips``: Random annotation after the same flip step as RLTHF's iteration 0.
     baselines: list[Literal["ai_only", "random", "random_flips", "full_human"]] = Field(
         default_factory=lambda: ["ai_only", "random", "random_flips", "full_human"])
@@ -170,6 +230,16 @@ class RLTHFConfig(StrictModel):
         if self.cross_fit_folds == 1:
             raise ValueError("cross_fit_folds must be 0 (off) or ≥ 2")
         return self
+
+    @property
+    def measures_curated_rm(self) -> bool:
+        return self.curated_rm if self.curated_rm is not None else self.reward_model.backend == "embedding_head"
+
+    def flip_audit_for(self, budget: int) -> int:
+        """Audited flip candidates per round of ``budget`` human labels (see ``flip_audit``)."""
+        if self.flip_audit is not None:
+            return min(self.flip_audit, budget)
+        return 0 if self.targeting == "paper" else budget // 3
 
     @property
     def effective_cross_fit_folds(self) -> int:

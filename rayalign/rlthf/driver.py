@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,15 @@ from rayalign.rlthf.corpus import load_items
 from rayalign.rlthf.curve import analyze_curve
 from rayalign.rlthf.final import final_labels, final_summary, write_final
 from rayalign.rlthf.ground_truth import GroundTruth, clean_ground_truth, load_ground_truth, save_ground_truth
+from rayalign.rlthf.error_model import FEATURES, ErrorModel, feature_rows, fit_error_model
 from rayalign.rlthf.labelling import collect_ai_labels, get_ai_labels
 from rayalign.rlthf.progress import format_baseline, format_iteration, pct
-from rayalign.rlthf.records import (BaselineRow, CurveRecord, IterationRow, MarginRow, SelectionRecord,
-                                    latest, read_metrics, read_record, write_record)
-from rayalign.rlthf.rounds import LoopState, RoundPlan, apply_round, plan_round, round_budget
+from rayalign.rlthf.records import (BaselineRow, CurveRecord, ErrorModelRecord, IterationRow, MarginRow,
+                                    SelectionRecord, latest, read_metrics, read_record, write_record)
+from rayalign.rlthf.rounds import LoopState, RoundPlan, apply_round, plan_error_round, plan_round, round_budget
 from rayalign.rlthf.select import backoff_for_iteration, trusted_region
+from rayalign.rlthf.signals import PairSignals, all_signals, signal_summary, starting_label
+from rayalign.rlthf.targeting import rm_better_than_chance
 from rayalign.runs import RunDir, atomic_write_json, read_jsonl, write_jsonl
 
 log = logging.getLogger("rayalign.rlthf")
@@ -62,7 +66,7 @@ class RLTHFLoop:
 
         cache.activate(cfg.cache)  # before the backend and the judge look for the shared cache
         self.run = RunDir.create_or_open(run_path, job="rlthf", config=cfg, resume=True)
-        self._labeller_fn = labeller_fn or get_ai_labels
+        self._labeller_fn = labeller_fn
         self.ledger = HumanLedger(self.run.file("humans", "labels.jsonl"))
         self._backend = None
         self.items: list[PairwiseItem] | None = None
@@ -96,6 +100,10 @@ class RLTHFLoop:
         self.train_items, self.test_items = train_test_split(self.items, cfg.data.test_fraction, seed=cfg.seed)
         self.shard_items = shard(self.train_items, cfg.data.shards, cfg.data.shard_index, seed=cfg.seed)
         self.shard_ids = [it.id for it in self.shard_items]
+        rp = run.file("data", "load_report.json")
+        report = json.loads(rp.read_text()) if rp.is_file() else {}
+        #: ids a recorded verdict may name: every pair, and those the loader dropped (ties...)
+        self.known_ids = set(self.by_id) | set(report.get("dropped_pair_ids", []))
         log.info("data: %d pairs (%d train, %d test); loop shard %d/%d = %d pairs", len(self.items),
                  len(self.train_items), len(self.test_items), cfg.data.shard_index + 1, cfg.data.shards,
                  len(self.shard_items))
@@ -125,28 +133,48 @@ class RLTHFLoop:
         return self.gt
 
     def _ai_labels(self) -> None:
-        truth = self.gt.labels if self.gt else None
+        """The labeller's and every extra judge's verdicts (persisted, resumable), the per-pair
+        signals built from them, and each pair's starting AI label."""
+        cfg, truth = self.cfg, (self.gt.labels if self.gt else None)
+        started, cache = self.run.is_done("iter_00"), self.run.file("cache", "judgments.sqlite")
+        default = partial(get_ai_labels, known_ids=self.known_ids)
         have, asked = collect_ai_labels(self.run.file("data", "ai_judgments.jsonl"), self.shard_items,
-                                        self.cfg.labeller, truth, self.run.file("cache", "judgments.sqlite"),
-                                        self._labeller_fn, loop_started=self.run.is_done("iter_00"))
+                                        cfg.labeller, truth, cache,
+                                        self._labeller_fn or default,
+                                        loop_started=started)
+        extras = []
+        for name, src in zip(cfg.labeller.extra_names(), cfg.labeller.extra_judges):
+            got, n = collect_ai_labels(self.run.file("data", "extra_judgments", f"{name}.jsonl"), self.shard_items,
+                                       src, truth, cache, partial(get_ai_labels, known_ids=self.known_ids,
+                                                                  require_all=False), loop_started=started)
+            extras.append(got)
+            asked += n
         self.judgments = have
-        self.ai_labels = {i: have[i].label for i in self.shard_ids if have[i].label in ("A", "B")}
+        self.signals: dict[str, PairSignals] = all_signals(self.shard_items, have, extras)
+        start = {i: starting_label(self.signals[i]) for i in self.shard_ids}
+        self.ai_labels = {i: lab for i, (lab, _) in start.items() if lab is not None}
+        self.ai_origins = {i: o for i, (lab, o) in start.items() if lab is not None}
         self.simulated_labeller = any(j.simulated for j in have.values())
         if asked or not self.run.is_done("ai_labels"):
+            summary = signal_summary(self.signals)
             self.run.mark_done("ai_labels", labelled=len(self.ai_labels),
                                abstained=len(self.shard_ids) - len(self.ai_labels),
-                               agreement=acc.accuracy(self.ai_labels, truth, list(self.ai_labels)) if truth else None)
+                               agreement=acc.accuracy(self.ai_labels, truth, list(self.ai_labels)) if truth else None,
+                               signals=summary)
+            log.info("AI labels: %d pairs; signals: %s", len(self.shard_ids),
+                     ", ".join(f"{k} {v}" for k, v in summary.items() if k != "pairs"))
 
     def _initial_state(self) -> LoopState:
-        """AI labels; pairs the judge could not decide get the label of an RM trained on the rest."""
-        labels, origins = dict(self.ai_labels), {i: "ai" for i in self.ai_labels}
-        train = [(i, labels[i], 1.0) for i in self.shard_ids if i in labels]
+        """AI labels (the labeller's, else the extra judges'); pairs no judge could decide get the
+        label of an RM trained on the rest. Iteration 0 trains on all of them: the AI-only row."""
+        labels, origins = dict(self.ai_labels), dict(self.ai_origins)
         abstained = [i for i in self.shard_ids if i not in labels]
         if abstained:
-            model = self._fit(train, self.run.sub("scratch", "abstained_rm"))
+            model = self._fit([(i, labels[i], 1.0) for i in self.shard_ids if i in labels],
+                              self.run.sub("scratch", "abstained_rm"))
             for i, d in zip(abstained, self.backend.reward_diff(model, [self.by_id[i] for i in abstained])):
                 labels[i], origins[i] = ("A" if d >= 0 else "B"), "rm"
-        return LoopState(labels=labels, origins=origins, train=train)
+        return LoopState(labels=labels, origins=origins, train=[(i, labels[i], 1.0) for i in self.shard_ids])
 
     def _annotator(self) -> HumanAnnotator:
         if self._human is None:
@@ -177,38 +205,80 @@ class RLTHFLoop:
         model, *fold_models = fit_all(self.backend, [job, *plan.jobs])
         return model, plan.diff(self.backend, fold_models)
 
-    def _measure(self, labels: dict[str, str], origins: dict[str, str], model) -> dict[str, Any]:
-        """Spend, RM test accuracy, curated-label accuracy and its gain split, for any label set."""
+    def _measure(self, labels: dict[str, str], origins: dict[str, str], model,
+                 curated_rm: bool = False) -> dict[str, Any]:
+        """Spend, judge errors found, RM test accuracy, curated-label accuracy and its gain split,
+        for any label set; ``curated_rm`` also fits an RM on the whole curated set (the
+        baselines' protocol) so RLTHF's test accuracy compares with theirs like for like."""
         out: dict[str, Any] = acc.human_counts(origins, self.shard_ids, len(self.train_items))
         if not self.gt:
             return out
         truth = self.gt.labels
-        diff = self.backend.reward_diff(model, self.test_items) if self.test_items else None
         test_ids = [it.id for it in self.test_items]
-        out.update(ground_truth=self.gt.tag,
-                   rm_test_acc=preference_accuracy(diff, [truth[i] for i in test_ids]) if diff is not None else None,
-                   rm_test_acc_raw=preference_accuracy(diff, [self.gt.raw[i] for i in test_ids])
-                   if diff is not None else None,
+
+        def test_acc(m, against):
+            return preference_accuracy(self.backend.reward_diff(m, self.test_items),
+                                       [against[i] for i in test_ids]) if test_ids else None
+        if curated_rm and test_ids:
+            whole = self._fit([(i, labels[i], 1.0) for i in self.shard_ids], None)
+            out["rm_test_acc_curated"] = test_acc(whole, truth)
+        out.update(ground_truth=self.gt.tag, rm_test_acc=test_acc(model, truth),
+                   rm_test_acc_raw=test_acc(model, self.gt.raw),
                    curated_acc=acc.accuracy(labels, truth, self.shard_ids),
                    curated_acc_raw=acc.accuracy(labels, self.gt.raw, self.shard_ids),
+                   **acc.errors_found(origins, self.base.labels, truth, self.shard_ids),
                    **acc.gain_split(labels, origins, self.base.labels, truth, self.shard_ids))
         return out
 
     # ------------------------------------------------------------------ one iteration
-    def _plan(self, k: int, it_dir: Path, order: list[str], curve, state: LoopState) -> RoundPlan:
+    def _error_model(self, k: int, it_dir: Path, state: LoopState,
+                     margins: np.ndarray) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """P(wrong) of every unseen pair and every pair's features, from the error model refit
+        on all answers so far; persisted first, so a rerun reuses the fit instead of refitting."""
+        ids, cfg = self.shard_ids, self.cfg
+        x = feature_rows(ids, self.signals, state.labels, dict(zip(ids, margins.tolist())))
+        seen = state.human_ids()
+        pool = [j for j, i in enumerate(ids) if i not in seen]
+        path = it_dir / "error_model.json"
+        rec = read_record(path, ErrorModelRecord)
+        if rec is None:
+            budget = round_budget(cfg.human_budget_pct, len(ids))
+            em = fit_error_model(x[pool], [h["x"] for h in state.history], [int(h["wrong"]) for h in state.history],
+                                 prior_error_rate=cfg.error_model.prior_error_rate,
+                                 prior_weight=cfg.error_model.prior_weight * budget, c=cfg.error_model.c)
+            rec = ErrorModelRecord(iteration=k, model=em.to_json(), features=list(FEATURES), pool=len(pool),
+                                   mean_p_wrong=float(em.predict(x[pool]).mean()) if pool else None)
+            write_record(path, rec)
+        else:
+            log.info("iteration %d: reusing the persisted error model", k)
+        p = ErrorModel.from_json(rec.model).predict(x)
+        return {ids[j]: float(p[j]) for j in pool}, {i: [float(v) for v in r] for i, r in zip(ids, x)}
+
+    def _plan(self, k: int, it_dir: Path, order: list[str], curve, state: LoopState,
+              margins: np.ndarray) -> tuple[RoundPlan, dict[str, float]]:
         """Fixed and written before anyone is asked, so a rerun reuses the very same batch."""
+        cfg = self.cfg
+        p_wrong: dict[str, float] = {}
+        if cfg.targeting == "error_model":
+            p_wrong, features = self._error_model(k, it_dir, state, margins)
         pending = it_dir / "pending_selection.json"
         if pending.exists():
             log.info("iteration %d: reusing the selection fixed before the interrupted human step", k)
-            return RoundPlan.from_json(json.loads(pending.read_text()))
-        cfg = self.cfg
-        plan = plan_round(order, curve, state, iteration=k, budget=round_budget(cfg.human_budget_pct,
-                                                                                len(self.shard_ids)),
-                          backoff_schedule=cfg.backoff_schedule, backoff_after=cfg.backoff_after,
-                          flip_audit=cfg.flip_audit, spot_check=cfg.eyes_off_spot_check,
-                          apply_flips=cfg.apply_flips, seed=cfg.seed)
+            return RoundPlan.from_json(json.loads(pending.read_text())), p_wrong
+        budget = round_budget(cfg.human_budget_pct, len(self.shard_ids))
+        common = dict(iteration=k, budget=budget, flip_audit=cfg.flip_audit_for(budget),
+                      spot_check=cfg.eyes_off_spot_check, apply_flips=cfg.apply_flips, seed=cfg.seed)
+        if cfg.targeting == "error_model":
+            plan = plan_error_round(order, state, p_wrong, features, random_share=cfg.error_model.random_share,
+                                    **common)
+        else:
+            plan = plan_round(order, curve, state, backoff_schedule=cfg.backoff_schedule,
+                              backoff_after=cfg.backoff_after, **common)
+        if cfg.effective_cross_fit_folds >= 2:
+            ok, agree = rm_better_than_chance(margins.tolist(), cfg.flip_confidence)
+            plan.rm_ok, plan.rm_note = ok, f" (agrees with {100 * (agree or 0):.0f}% of the labels)"
         atomic_write_json(pending, plan.to_json())
-        return plan
+        return plan, p_wrong
 
     def _iteration(self, k: int, state: LoopState) -> LoopState | None:
         cfg, truth = self.cfg, (self.gt.labels if self.gt else None)
@@ -220,38 +290,37 @@ class RLTHFLoop:
         curve = analyze_curve(margins[idx], cfg.curve.smooth_frac, cfg.curve.slope_factor)
         cut = trusted_region(order, curve, backoff_for_iteration(k + 1, cfg.backoff_schedule, cfg.backoff_after))[1]
         row = IterationRow(iteration=k, train_size=len(state.train), apply_flips=cfg.apply_flips,
+                           targeting=cfg.targeting,
                            labeller="simulated" if self.simulated_labeller else cfg.labeller.kind,
                            elbow=curve.elbow, knee=curve.knee, reflection=curve.reflection,
-                           curve_fallback=curve.fallback, **self._measure(state.labels, state.origins, model),
+                           curve_fallback=curve.fallback,
+                           rm_heldout_agreement=float(np.mean(margins > 0))
+                           if cfg.effective_cross_fit_folds >= 2 else None,
+                           **self._measure(state.labels, state.origins, model, curated_rm=cfg.measures_curated_rm),
                            **acc.eyes_off_check(order, state.labels, truth, cut))
-        write_jsonl(it_dir / "margins.jsonl", [MarginRow(
-            id=i, rank=r, label=state.labels[i], margin=float(margins[j]), origin=state.origins[i],
-            correct=(state.labels[i] == truth[i]) if truth else None) for r, (i, j) in enumerate(zip(order, idx))])
-        nxt = None
+        nxt, p_wrong = None, {}
         if k < cfg.iterations:
-            plan = self._plan(k, it_dir, order, curve, state)
+            plan, p_wrong = self._plan(k, it_dir, order, curve, state, margins)
             asked = self._ask(f"iter{k:02d}", plan.asked, state.labels)
             res = apply_round(state, plan, {i: r.label for i, r in asked.items()},
                               amplification=cfg.amplification, train_on_flips=cfg.train_on_flips,
-                              apply_flips=cfg.apply_flips, audit_min_precision=cfg.flip_audit_min_precision)
-            if res.vetoed:
-                log.warning("iteration %d: people agreed with only %.0f%% of %d audited flips; the flips "
-                            "are not applied", k, 100 * (res.audit_precision or 0), len(plan.audit))
-            sel = plan.selection
-            row = row.model_copy(update=dict(
-                flips=len(res.flips), flip_candidates=len(sel.flips), human_batch=len(res.answers),
-                human_batch_no_label=len(res.no_label), backoff=plan.backoff, trusted=len(sel.trusted),
-                flip_audit=len(plan.audit), flip_audit_precision=res.audit_precision,
-                spot_check=len(plan.spot_check), spot_check_disagree=res.spot_check_disagree,
-                flips_correct=sum(res.state.labels[i] == truth[i] for i in res.flips) if truth else None,
-                human_batch_ai_wrong=sum(state.labels[i] != truth[i] for i in res.answers) if truth else None))
+                              apply_flips=cfg.apply_flips, flip_confidence=cfg.flip_confidence)
+            if res.gate and plan.selection.flips:
+                (log.info if res.gate.apply else log.warning)("iteration %d: %d flip candidates: %s", k,
+                                                               len(plan.selection.flips), res.gate.reason)
+            row = row.model_copy(update=acc.round_counts(plan, res, state.labels, truth))
             write_record(it_dir / "selection.json", SelectionRecord(
-                **sel.to_dict(), flip_audit=plan.audit, spot_check=plan.spot_check,
+                **plan.selection.to_dict(), flip_audit=plan.audit, spot_check=plan.spot_check,
                 amplification=cfg.amplification, backoff=plan.backoff, budget=plan.budget,
-                flips_applied=cfg.apply_flips and not res.vetoed))
+                flips_applied=bool(res.flips), targeting=plan.targeting, random_share=plan.random_share,
+                flip_gate=res.gate.reason if res.gate else None))
             write_jsonl(it_dir / "human_labels.jsonl", list(asked.values()))
             atomic_write_json(it_dir / "next_state.json", res.state.to_json())
             nxt = res.state
+        write_jsonl(it_dir / "margins.jsonl", [MarginRow(
+            id=i, rank=r, label=state.labels[i], margin=float(margins[j]), origin=state.origins[i],
+            correct=(state.labels[i] == truth[i]) if truth else None, p_wrong=p_wrong.get(i))
+            for r, (i, j) in enumerate(zip(order, idx))])
         write_record(it_dir / "curve.json", CurveRecord(**curve.to_dict(), flip_count=row.flips or 0,
                                                         human_batch_count=row.human_batch or 0))
         self.run.log_metrics(**row.to_json())
@@ -280,19 +349,27 @@ class RLTHFLoop:
         from rayalign.humans.factory import make_annotator
 
         sel0 = read_record(self.run.path / "iterations" / "iter_00" / "selection.json", SelectionRecord)
-        sets = baseline_label_sets(cfg.baselines, shard_ids=self.shard_ids, base_labels=self.base.labels,
+        flips0 = sel0.flips if sel0 and sel0.flips_applied else []  # the flips iteration 0 applied
+        sets = baseline_label_sets([m for m in cfg.baselines if m != "ai_only"], shard_ids=self.shard_ids,
+                                   base_labels=self.base.labels,
                                    human=make_annotator(cfg.human, truth=self.gt.labels, seed=cfg.seed + 1),
-                                   items_by_id=self.by_id, human_levels=human_levels,
-                                   flips0=sel0.flips if sel0 else [], seed=cfg.seed)
+                                   items_by_id=self.by_id, human_levels=human_levels, flips0=flips0, seed=cfg.seed)
         models = fit_all(self.backend, [  # together: one Ray Train run on the lora backend
             FitJob([self.by_id[i] for i in self.shard_ids], [b.labels[i] for i in self.shard_ids],
                    [1.0] * len(self.shard_ids), self.run.sub("scratch", f"baseline_{b.method}_{b.human_count}"))
             for b in sets])
-        for b, model in zip(sets, models):
-            row = BaselineRow(method=b.method, flips=b.flips, **self._measure(b.labels, b.origins, model))
+        rows = [BaselineRow(method=b.method, flips=b.flips, **self._measure(b.labels, b.origins, model))
+                for b, model in zip(sets, models)]
+        if "ai_only" in cfg.baselines:
+            # One AI-only number: iteration 0 trains on exactly the AI labels (weight 1), as
+            # this baseline would, so the baseline is that row rather than a second fit.
+            it0 = next(r for r in latest(read_metrics(self.run.metrics_path), IterationRow) if r.iteration == 0)
+            rows.insert(0, BaselineRow(method="ai_only", flips=0, **it0.model_dump(
+                include=set(BaselineRow.model_fields) - {"kind", "method", "flips", "time"})))
+        for row in rows:
             self.run.log_metrics(**row.to_json())
             log.info("%s", format_baseline(row))
-        self.run.mark_done("baselines", methods=sorted({b.method for b in sets}))
+        self.run.mark_done("baselines", methods=sorted({r.method for r in rows}))
 
     def _final(self, final_iter: int, state: LoopState) -> dict:
         cfg = self.cfg

@@ -1,8 +1,10 @@
 """AI labels for the RLTHF loop: simulated, replayed from a file, or a real LLM judge.
 
-Whatever the source, the result is a list of ``Judgment`` rows persisted in the run
-directory, each recording which response was shown as A (``shown_a``); a rerun only asks
-for the pairs that have no row yet.
+Whatever the source — the labeller or one of its extra judges — the result is a list of
+``Judgment`` rows persisted in the run directory (``data/ai_judgments.jsonl``, and
+``data/extra_judgments/<name>.jsonl`` per extra judge), each recording which response was
+shown as A (``shown_a``) and every order's verdict; a rerun only asks for the pairs that
+have no row yet.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from rayalign.data.schema import Judgment, Label, PairwiseItem, response_key
 from rayalign.feedback.replay import load_replay
 from rayalign.feedback.simulated import SimulatedLabeller
 from rayalign.feedback.config import JudgeConfig
-from rayalign.rlthf.config import LabellerConfig
+from rayalign.rlthf.config import JudgeSource
 from rayalign.runs import read_jsonl, write_jsonl
 
 log = logging.getLogger("rayalign.rlthf")
@@ -33,8 +35,9 @@ def label_with_judge(judge_cfg: JudgeConfig, items: Sequence[PairwiseItem], cach
     return list(judgments)
 
 
-def get_ai_labels(cfg: LabellerConfig, items: Sequence[PairwiseItem], truth: dict[str, Label] | None,
-                  cache_path: Path) -> list[Judgment]:
+def get_ai_labels(cfg: JudgeSource, items: Sequence[PairwiseItem], truth: dict[str, Label] | None,
+                  cache_path: Path, *, known_ids: set[str] | None = None, require_all: bool = True) -> list[Judgment]:
+    """One judgment per item, in order. ``known_ids``/``require_all``: see ``load_replay``."""
     if not items:
         return []
     if cfg.kind == "simulated":
@@ -42,7 +45,7 @@ def get_ai_labels(cfg: LabellerConfig, items: Sequence[PairwiseItem], truth: dic
             raise ValueError("the simulated labeller needs ground-truth labels")
         out = SimulatedLabeller(cfg.simulated).label(items, truth)
     elif cfg.kind == "replay":
-        out = load_replay(cfg.replay_path, items)  # type: ignore[arg-type]
+        out = load_replay(cfg.replay_path, items, known_ids=known_ids, require_all=require_all)  # type: ignore[arg-type]
     else:
         assert cfg.judge is not None  # LabellerConfig refuses kind judge without one
         out = label_with_judge(cfg.judge, items, cache_path)
@@ -51,7 +54,7 @@ def get_ai_labels(cfg: LabellerConfig, items: Sequence[PairwiseItem], truth: dic
     return [j.model_copy(update={"shown_a": response_key(it.response_a)}) for j, it in zip(out, items)]
 
 
-def collect_ai_labels(path: Path, shard_items: Sequence[PairwiseItem], cfg: LabellerConfig,
+def collect_ai_labels(path: Path, shard_items: Sequence[PairwiseItem], cfg: JudgeSource,
                       truth: dict[str, Label] | None, cache_path: Path, labeller_fn=get_ai_labels,
                       *, loop_started: bool) -> tuple[dict[str, Judgment], int]:
     """Judgments for the shard, persisted in ``path``; returns them and how many were asked now.
@@ -71,7 +74,7 @@ def collect_ai_labels(path: Path, shard_items: Sequence[PairwiseItem], cfg: Labe
     elif retry:
         log.info("retrying %d failed AI judgments", len(retry))
     if todo:
-        log.info("AI labelling %d pairs with the %s labeller", len(todo), cfg.kind)
+        log.info("AI labelling %d pairs with %s (%s)", len(todo), cfg.display_name("the labeller"), cfg.kind)
         for j in labeller_fn(cfg, todo, truth, cache_path):
             have[j.item_id] = j
         write_jsonl(path, [have[it.id] for it in shard_items if it.id in have])

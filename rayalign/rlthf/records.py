@@ -8,6 +8,7 @@ silently leaving a column empty. Files and the model that describes each row:
 - ``iterations/iter_NN/curve.json``: ``CurveRecord``
 - ``iterations/iter_NN/selection.json``: ``SelectionRecord``
 - ``iterations/iter_NN/margins.jsonl``: ``MarginRow``
+- ``iterations/iter_NN/error_model.json``: ``ErrorModelRecord``
 - ``humans/labels.jsonl`` and ``iterations/iter_NN/human_labels.jsonl``: ``HumanLabelRow``
 
 Reading tolerates unknown keys (``extra="ignore"``) so an older run still opens.
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rayalign.humans.ledger import HumanLabelRow  # noqa: F401  (re-exported: part of the schema)
 from rayalign.runs import atomic_write_json, read_jsonl
 
-__all__ = ["Accuracies", "BaselineRow", "CurveRecord", "FinalRow", "HumanLabelRow", "IterationRow", "MarginRow",
+__all__ = ["Accuracies", "BaselineRow", "CurveRecord", "ErrorModelRecord", "FinalRow", "HumanLabelRow", "IterationRow", "MarginRow",
            "MetricRow", "OriginStat", "SelectionRecord", "Spend", "latest", "parse_metric", "read_metrics",
            "read_record", "write_record"]
 
@@ -62,6 +63,10 @@ class Spend(Record):
     #: share of the whole train split (the paper's "% of the corpus")
     human_pct: float = 0.0
     human_pct_shard: float = 0.0
+    #: of the pairs shown, those whose AI label was wrong against ground truth: what a human
+    #: label is for. Per 100 human labels, the number targeting exists to raise.
+    judge_errors_found: int | None = None
+    errors_per_100_labels: float | None = None
 
 
 class IterationRow(Accuracies, Spend):
@@ -76,7 +81,13 @@ class IterationRow(Accuracies, Spend):
     iteration: int
     train_size: int = 0
     labeller: str | None = None
+    targeting: str = "paper"
     apply_flips: bool = True
+    #: held-out test accuracy of an RM fit on the whole curated label set (every shard pair,
+    #: weight 1: the baselines' protocol), beside the iteration's own RM (``rm_test_acc``)
+    rm_test_acc_curated: float | None = None
+    #: the iteration RM's agreement with the labels on held-out folds (cross-fitted margins)
+    rm_heldout_agreement: float | None = None
     elbow: int | None = None
     knee: int | None = None
     reflection: int | None = None
@@ -92,6 +103,15 @@ class IterationRow(Accuracies, Spend):
     trusted: int | None = None
     flip_audit: int | None = None
     flip_audit_precision: float | None = None
+    #: the flip gate's verdict in one line, and its pooled audit evidence
+    flip_gate: str | None = None
+    flip_audit_lower_bound: float | None = None
+    #: the batch by why each pair was asked, and judge errors (vs ground truth) in each part
+    random_share: int | None = None
+    random_share_ai_wrong: int | None = None
+    targeted: int | None = None
+    targeted_ai_wrong: int | None = None     # / targeted = the error model's precision at the budget
+    human_batch_disagree: int | None = None  # answers that contradict the label (no ground truth needed)
     # -- the paper's eyes-off sanity check of the curve's top-left ---------------------------
     top_left_n: int | None = None            # pairs in the top 0.1 % of the curve (≥ 1)
     top_left_wrong: int | None = None        # of those, labels wrong vs ground truth
@@ -186,6 +206,9 @@ class SelectionRecord(Record):
     backoff: float | None = None
     budget: int | None = None
     flips_applied: bool = True
+    targeting: str = "paper"
+    random_share: list[str] = Field(default_factory=list)
+    flip_gate: str | None = None
 
 
 class MarginRow(Record):
@@ -195,6 +218,20 @@ class MarginRow(Record):
     margin: float
     origin: str
     correct: bool | None = None
+    #: the error model's P(label wrong) (targeting: error_model; None for pairs people answered)
+    p_wrong: float | None = None
+
+
+class ErrorModelRecord(Record):
+    """The error model of one iteration (``rlthf.error_model.ErrorModel.to_json``), persisted
+    before the batch is drawn so a rerun reuses it instead of refitting."""
+
+    iteration: int
+    model: dict[str, Any]
+    features: list[str]
+    #: pairs still unseen, and the mean P(wrong) over them / over the targeted batch
+    pool: int = 0
+    mean_p_wrong: float | None = None
 
 
 def write_record(path: Path, record: Record) -> None:
