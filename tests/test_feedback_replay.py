@@ -109,7 +109,7 @@ def test_replay_maps_a_recorded_label_onto_the_current_order(tmp_path):
     # the RLTHF loop is strict: the row that names another pair's responses is named
     with pytest.raises(ValueError, match=r"r.jsonl, row 2 \(line 3\), field 'shown_a': pair 'p2'"):
         load_replay(rec, items)
-    got = load_replay(rec, items[:2], known_ids={"p2"})
+    got = load_replay(rec, items[:2])
     assert [j.label for j in got] == ["A", "B"] and (got[1].score_a, got[1].score_b) == (1.0, 9.0)
 
 
@@ -153,7 +153,7 @@ def test_replay_rows_naming_an_unknown_pair_or_order_are_one_line_errors(tmp_pat
 
     rec = _write(tmp_path / "v.jsonl", [{"id": "p0", "label": "A"}, {"id": "zz", "label": "B"}])
     with pytest.raises(DataError, match=r"v.jsonl, row 1 \(line 2\), field 'id': id 'zz' names no pair"):
-        load_replay(rec, _items(1))
+        load_replay(rec, _items(1), known_ids=set())
     assert [j.label for j in load_replay(rec, _items(1), known_ids={"zz"})] == ["A"]  # e.g. the test split
     bad = _write(tmp_path / "o.jsonl", [{"id": "p0", "label": "A", "shown_first": "first"}])
     with pytest.raises(DataError, match=r"o.jsonl, row 0 \(line 1\), field 'shown_first'"):

@@ -138,7 +138,7 @@ def test_report_is_self_contained_and_names_simulation(tmp_path):
     assert "relabelled_trl.jsonl" in page and "83.0 %" in page
     assert "gain per 1 % human" in page  # ROI table
     # honest accounting and readable keys (issues 13, 14.20)
-    assert "Random annotation + the same flip step" in page and "gain from human answers (paid)" in page
+    assert "Random + the same flips" in page and "gain: humans (paid)" in page and "judge errors / 100" in page
     assert page.index("RM test acc") < page.index("curated-label acc")     # the paper's metric first
     assert "from_iteration" not in page and "relabel_acc" not in page and "written_acc" not in page
     assert "accuracy of the DPO corpus (what was written)" in page and "curated: AI label" in page
@@ -158,7 +158,8 @@ def test_collect_then_render(tmp_path):
     titles = [s.title for s in data.sections]
     assert titles[:2] == ["Results at equal human budget", "Return on human effort"]
     res = data.sections[0].table
-    assert res.headers[3] == "RM test acc" and len(res.rows) == 3 + 4 + 1 + 1   # iterations, random x4, ai, full
+    assert res.headers[3:5] == ["judge errors / 100 human labels", "RM test acc"]
+    assert len(res.rows) == 3 + 4 + 1 + 1   # iterations, random x4, ai, full
     html, md = render_html(data), render_markdown(data)
     for row in res.rows:
         assert " | ".join(row) in md and all(c in html for c in row)

@@ -160,15 +160,67 @@ def test_resume_after_crash_never_asks_twice(ray_local, tmp_path, embed_cache):
     assert [r["human_count"] for r in summary["iterations"]] == [0, 12, 24]
 
 
-def test_flip_audit_spends_budget_and_gates_flips(ray_local, tmp_path, embed_cache):
-    cfg = small_config(embed_cache, flip_audit=4, baselines=[], final_relabel=False)
+def test_a_rerun_after_a_crash_reuses_the_persisted_error_model(ray_local, tmp_path, embed_cache, monkeypatch):
+    """The error model is fitted and written before the batch is drawn; a rerun after a crash
+    at the human step reads it back (a refit would be refused here) and asks the same pairs."""
+    import rayalign.rlthf.driver as driver
+
+    cfg = small_config(embed_cache, baselines=[], final_relabel=False)
+    truth: dict = {}
+
+    class CrashingHuman:
+        name, simulated = "crashing-simulated-human", True
+        calls = 0
+
+        def request_labels(self, batch_id, items, ai_labels, rationales=None):
+            CrashingHuman.calls += 1
+            if CrashingHuman.calls == 2:
+                raise RuntimeError("simulated crash while waiting for humans")
+            return {it.id: truth[it.id] for it in items}
+
+    loop = RLTHFLoop(cfg, tmp_path / "run", human=CrashingHuman())
+    truth.update(loop.prepare().labels)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        loop.run_loop()
+    it1 = tmp_path / "run" / "iterations" / "iter_01"
+    saved = json.loads((it1 / "error_model.json").read_text())
+    assert saved["model"]["fitted"] and saved["model"]["n_labels"] > 0
+    pending = json.loads((it1 / "pending_selection.json").read_text())
+
+    def no_refit(*a, **k):
+        raise AssertionError("the persisted error model should have been reused")
+    monkeypatch.setattr(driver, "fit_error_model", no_refit)
+    from rayalign.humans.simulated import SimulatedHuman
+
+    summary = RLTHFLoop(cfg, tmp_path / "run", human=SimulatedHuman(truth)).run_loop()
+    assert json.loads((it1 / "error_model.json").read_text()) == saved
+    sel = json.loads((it1 / "selection.json").read_text())
+    assert sel["human_batch"] == pending["selection"]["human_batch"] and sel["random_share"] == pending["random_share"]
+    assert [r["human_count"] for r in summary["iterations"]] == [0, 12, 24]
+
+
+@pytest.mark.parametrize("targeting", ["paper", "error_model"])
+def test_flip_audit_spends_budget_and_gates_flips(ray_local, tmp_path, embed_cache, targeting):
+    from rayalign.rlthf.targeting import wilson_lower
+
+    over = {}
+    if targeting == "error_model":  # the evidence that makes flip candidates: both orders, a second judge
+        over["labeller"] = {"kind": "simulated", "simulated": {
+            "target_agreement": 0.75, "errors": "length", "position_bias": 1.0, "both_orders": True},
+            "extra_judges": [{"kind": "simulated", "simulated": {"target_agreement": 0.75, "seed": 9}}]}
+    cfg = small_config(embed_cache, flip_audit=4, baselines=[], final_relabel=False, targeting=targeting, **over)
     summary = RLTHFLoop(cfg, tmp_path / "run").run_loop()
-    for r in summary["iterations"][:-1]:
-        assert r["human_batch"] == 12                    # the audit is paid from the same budget
+    rounds = summary["iterations"][:-1]
+    audited = [r for r in rounds if r["flip_candidates"]]
+    assert audited, "no round had flip candidates: the gate was not exercised"
+    for r in rounds:
+        assert r["human_batch"] + r["human_batch_no_label"] == 12   # the audit is paid from the same budget
         if r["flip_candidates"]:
-            assert r["flip_audit"] == min(4, r["flip_candidates"])
+            assert r["flip_audit"] == 4
+            right = round(r["flip_audit_precision"] * 4)
             applied = r["flips"] == r["flip_candidates"]
-            assert applied == (r["flip_audit_precision"] >= cfg.flip_audit_min_precision)
+            assert applied == (wilson_lower(right, 4, cfg.flip_confidence) > 0.5)
+            assert applied == r["flip_gate"].startswith("applied")
         else:
             assert r["flip_audit"] == 0 and r["flips"] == 0
 
@@ -264,14 +316,17 @@ def _truth(cfg, run_path) -> dict:
     return RLTHFLoop(cfg, run_path).prepare().labels
 
 
-def test_crash_after_humans_answered_reuses_the_fixed_selection(ray_local, tmp_path, embed_cache, monkeypatch):
+@pytest.mark.parametrize("targeting", ["error_model", "paper"])
+def test_crash_after_humans_answered_reuses_the_fixed_selection(ray_local, tmp_path, embed_cache, monkeypatch,
+                                                                 targeting):
     """Killed between writing the human ledger and finishing the iteration: the rerun uses
     the batch fixed before people were asked (no re-selection from a refit RM), so every
     label bought is used and nobody is asked again."""
     from rayalign.humans.simulated import SimulatedHuman
+    import rayalign.rlthf.driver as loop_mod
     import rayalign.rlthf.rounds as drv
 
-    cfg = small_config(embed_cache, baselines=[], final_relabel=False)
+    cfg = small_config(embed_cache, baselines=[], final_relabel=False, targeting=targeting)
     truth = _truth(cfg, tmp_path / "run")
     loop = RLTHFLoop(cfg, tmp_path / "run", human=SimulatedHuman(truth))
     real_build = drv.build_training_set
@@ -286,8 +341,9 @@ def test_crash_after_humans_answered_reuses_the_fixed_selection(ray_local, tmp_p
     assert len(ledger) == 12 and (tmp_path / "run" / "iterations" / "iter_00" / "pending_selection.json").exists()
 
     monkeypatch.setattr(drv, "build_training_set", real_build)
-    real_select, calls = drv.select, []
-    monkeypatch.setattr(drv, "select", lambda *a, **k: calls.append(1) or real_select(*a, **k))
+    planner = "plan_error_round" if targeting == "error_model" else "plan_round"
+    real_plan, calls = getattr(loop_mod, planner), []
+    monkeypatch.setattr(loop_mod, planner, lambda *a, **k: calls.append(1) or real_plan(*a, **k))
     human2 = SimulatedHuman(truth)
     summary = RLTHFLoop(cfg, tmp_path / "run", human=human2).run_loop()
     assert len(calls) == 1                 # iteration 0 reused its saved selection; only iteration 1 selected

@@ -38,19 +38,11 @@ def _print_progress(console, rows_seen: set, run_dir: Path) -> None:
             console.print(format_baseline(r), markup=False, highlight=False)
 
 
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _pts(v) -> str:
-    return "" if v is None else f"{100 * v:+.1f}"
-
-
 def _summary_table(console, summary: dict) -> None:
     from rich.table import Table
 
-    from rayalign.rlthf.accounting import roi
     from rayalign.rlthf.records import BaselineRow, IterationRow
+    from rayalign.rlthf.results import pct, results_table
 
     gt = summary.get("ground_truth") or "unknown"
     sim = []
@@ -60,30 +52,22 @@ def _summary_table(console, summary: dict) -> None:
         sim.append("human labels: SIMULATED human (replays ground truth)")
     if summary.get("recorded_human"):
         sim.append(f"human labels: RECORDED human votes ({summary['recorded_human']})")
+    headers, rows = results_table([IterationRow.model_validate(r) for r in summary["iterations"]],
+                                  [BaselineRow.model_validate(r) for r in summary["baselines"]])
     t = Table(title=f"RLTHF results (ground truth: {gt}; {'; '.join(sim) or 'real labellers'})")
-    for col in ("method", "iteration", "human %", "RM test acc", "curated-label acc", "gain: flips (free)",
-                "gain: humans (paid)", "ROI humans (pts/1%)", "flips (right)"):
+    for col in headers:
         t.add_column(col, justify="right")
-    for r in map(IterationRow.model_validate, summary["iterations"]):
-        flips = "-" if r.flips is None else f"{r.flips} ({r.flips_correct if r.flips_correct is not None else '?'})"
-        t.add_row("RLTHF" if r.apply_flips else "RLTHF without flips", str(r.iteration), f"{r.human_pct:.1f}",
-                  _pct(r.rm_test_acc), _pct(r.curated_acc), _pts(r.gain_from_flips), _pts(r.gain_from_humans),
-                  _num(roi(r.gain_from_humans, r.human_pct)), flips)
-    for r in map(BaselineRow.model_validate, summary["baselines"]):
-        t.add_row(r.method, "", f"{r.human_pct:.1f}", _pct(r.rm_test_acc), _pct(r.curated_acc),
-                  _pts(r.gain_from_flips), _pts(r.gain_from_humans), _num(roi(r.gain_from_humans, r.human_pct)),
-                  "" if not r.flips else str(r.flips))
+    for row in rows:
+        t.add_row(*row)
     console.print(t)
+    for line in summary.get("flip_gates", []):
+        console.print(line, markup=False, highlight=False)
     fin = summary.get("final") or {}
     if fin.get("written_acc") is not None:
         console.print(f"DPO corpus: {fin['pairs']} train pairs ({fin['labels']}), accuracy "
-                      f"{_pct(fin['written_acc'])}; on the loop's shard {_pct(fin.get('written_acc_shard'))} vs "
-                      f"curated labels {_pct(fin.get('curated_acc'))} (final RM alone: {_pct(fin.get('rm_only_acc'))}) "
+                      f"{pct(fin['written_acc'])}; on the loop's shard {pct(fin.get('written_acc_shard'))} vs "
+                      f"curated labels {pct(fin.get('curated_acc'))} (final RM alone: {pct(fin.get('rm_only_acc'))}) "
                       f"-> {summary['run_dir']}/final/relabelled_trl.jsonl (TRL format, for DPO)")
-
-
-def _num(v) -> str:
-    return "" if v is None else f"{v:+.2f}"
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -273,9 +273,9 @@ def load_replay(path: str | os.PathLike, items: Sequence[PairwiseItem], *, known
                 require_all: bool = True) -> list[Judgment]:
     """Recorded judgments for ``items``, in order and in their A/B order (the RLTHF loop).
 
-    Strict: a row whose id is neither in ``items`` nor in ``known_ids`` (pairs of the data
-    set outside ``items``, e.g. the test split or pairs the loader dropped), or whose order
-    matches neither response, raises a ``DataError`` naming the file and row. With
+    Strict: a row whose order matches neither response raises a ``DataError`` naming the
+    file and row; so does, when ``known_ids`` is given (every pair id of the data set: the
+    test split and the pairs the loader dropped too), a row whose id is in neither. With
     ``require_all`` a pair without any recorded row raises too; without, it gets an error
     row (an extra judge's abstention).
     """
@@ -284,7 +284,7 @@ def load_replay(path: str | os.PathLike, items: Sequence[PairwiseItem], *, known
     by_id = read_recorded(path)
     known = {it.id for it in items} | (known_ids or set())
     for iid, rows in by_id.items():
-        if iid not in known:
+        if known_ids is not None and iid not in known:
             r = rows[0]
             raise DataError(str(path), f"id {iid!r} names no pair of the data set (a typo, or "
                             "verdicts for another data file?)", row=r.row, line=r.line, field="id")

@@ -32,6 +32,7 @@ import yaml
 from rayalign.humans.ledger import HumanLabelRow
 from rayalign.reports.plots import plot_accuracy_vs_human, plot_human_spend, plot_margin_curve
 from rayalign.rlthf.accounting import roi
+from rayalign.rlthf.results import results_table
 from rayalign.rlthf.records import (BaselineRow, CurveRecord, FinalRow, IterationRow, MarginRow,
                                     SelectionRecord, latest, read_metrics, read_record)
 from rayalign.runs import atomic_write_text, read_jsonl
@@ -136,28 +137,9 @@ def _human_info(run_dir: Path, cfg: dict) -> dict[str, Any]:
 
 
 def _results_table(iters: list[IterationRow], baselines: list[BaselineRow]) -> Table:
-    """Every method at its human budget: RM test accuracy first (the paper's metric)."""
-    ai = next((b for b in baselines if b.method == "ai_only"), None)
-    ai_test = ai.rm_test_acc if ai else (iters[0].rm_test_acc if iters else None)
-    order = {"ai_only": 0, "random": 1, "random_flips": 2, "full_human": 4}
-    rows: list[tuple[tuple, list[str]]] = []
-    for r in baselines:
-        rows.append(((order.get(r.method, 9), r.human_pct), _result_cells(
-            METHOD_NAMES.get(r.method, r.method), r, ai_test)))
-    for r in iters:
-        name = "RLTHF" if r.apply_flips else "RLTHF without flips"
-        rows.append(((3, r.human_pct), _result_cells(f"{name} (iteration {r.iteration})", r, ai_test)))
-    return Table(["method", "human labels", "human % of corpus", "RM test acc", "curated-label acc",
-                  "gain from flips (free)", "gain from human answers (paid)",
-                  "curated gain per 1 % human (human answers only)", "RM test gain per 1 % human"],
-                 [cells for _, cells in sorted(rows, key=lambda t: t[0])])
-
-
-def _result_cells(name: str, r: IterationRow | BaselineRow, ai_test: float | None) -> list[str]:
-    test_gain = None if r.rm_test_acc is None or ai_test is None else r.rm_test_acc - ai_test
-    return [name, _num(r.human_count), _num(r.human_pct), _pct(r.rm_test_acc), _pct(r.curated_acc),
-            _pts(r.gain_from_flips), _pts(r.gain_from_humans), _roi(roi(r.gain_from_humans, r.human_pct)),
-            _roi(roi(test_gain, r.human_pct))]
+    """Every method at its human budget (the one builder ``rlthf.results`` makes it)."""
+    headers, rows = results_table(iters, baselines)
+    return Table(headers, rows)
 
 
 def _roi_section(iters: list[IterationRow], baselines: list[BaselineRow]) -> Section | None:
@@ -197,19 +179,37 @@ def _reading(iters: list[IterationRow], baselines: list[BaselineRow], final: Fin
         last = iters[-1]
         ai = next((b for b in baselines if b.method == "ai_only"), None)
         rnd = [b for b in baselines if b.method == "random" and b.human_pct <= last.human_pct + 1e-9]
-        below = [(n, b.rm_test_acc) for n, b in
+        below = [(n, b) for n, b in
                  [("AI labels only", ai)] + [(f"Random annotation at {b.human_pct:.1f} %", b) for b in rnd]
                  if b is not None and b.rm_test_acc is not None and last.rm_test_acc is not None
                  and last.rm_test_acc < b.rm_test_acc]
         if below:
-            out.append(
-                f"RLTHF's RM test accuracy ({_pct(last.rm_test_acc)}) is below "
-                + ", ".join(f"{n} ({_pct(v)})" for n, v in below)
-                + f" although its curated labels are more accurate ({_pct(last.curated_acc)}): RLTHF's RM trains "
-                f"only on the human answers (×α) and the trusted head of the curve ({last.train_size} pairs), "
-                "while the baselines train on every pair of the shard; an RM that tolerates label noise (the "
-                "frozen-encoder head does) can do better on held-out pairs with more, noisier pairs than with "
-                "fewer, cleaner ones. The labels are better; the model trained on the reduced set is not.")
+            # Say only what the figures say: whether RLTHF's labels are better than each of these.
+            better = [n for n, b in below if b.curated_acc is not None and (last.curated_acc or 0) > b.curated_acc]
+            worse = [n for n, b in below if n not in better]
+            text = (f"RLTHF's RM test accuracy ({_pct(last.rm_test_acc)}) is below "
+                    + ", ".join(f"{n} ({_pct(b.rm_test_acc)})" for n, b in below) + ". ")
+            if better:
+                text += (f"Its curated labels ({_pct(last.curated_acc)}) are more accurate than those of "
+                         + ", ".join(better) + f": the iteration RM trains on {last.train_size} pairs with human "
+                         "answers weighted ×α, the baselines' RMs on every pair once"
+                         + (f" (an RM on all of RLTHF's curated labels reaches {_pct(last.rm_test_acc_curated)})"
+                            if last.rm_test_acc_curated is not None else "") + ". ")
+            if worse:
+                text += (f"Its curated labels ({_pct(last.curated_acc)}) are not more accurate than those of "
+                         + ", ".join(worse) + ": here the targeting did not pay.")
+            out.append(text.strip())
+        if last.errors_per_100_labels is not None:
+            rnd_last = max(rnd, key=lambda b: b.human_pct, default=None)
+            if rnd_last is not None and rnd_last.errors_per_100_labels:
+                out.append(f"People's labels found {last.errors_per_100_labels:.1f} judge errors per 100 "
+                           f"(Random annotation: {rnd_last.errors_per_100_labels:.1f}, "
+                           f"{last.errors_per_100_labels / rnd_last.errors_per_100_labels:.2f}×).")
+            else:
+                out.append(f"People's labels found {last.errors_per_100_labels:.1f} judge errors per 100.")
+        gates = [f"iteration {r.iteration}: {r.flip_gate}" for r in iters if r.flip_gate and r.flip_candidates]
+        if gates:
+            out.append("Flips: " + "; ".join(gates) + ".")
         if any(r.gain_from_flips for r in iters):
             out.append(f"Of the curated-label gain at iteration {last.iteration}, {_pts(last.gain_from_flips)} "
                        f"come from flips (free) and {_pts(last.gain_from_humans)} from human answers (paid).")

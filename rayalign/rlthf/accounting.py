@@ -112,3 +112,29 @@ def round_counts(plan, res, labels: dict[str, str], truth: dict[str, str] | None
         human_batch_disagree=sum(a != labels[i] for i, a in res.answers.items()),
         random_share=len(plan.random_share), random_share_ai_wrong=wrong(plan.random_share),
         targeted=len(targeted), targeted_ai_wrong=wrong(targeted))
+
+
+def measure(labels: dict[str, str], origins: dict[str, str], base: dict[str, str], gt, shard_ids: Sequence[str],
+            n_train: int, reward_diff, test_ids: Sequence[str], model, curated_model=None) -> dict:
+    """Spend, judge errors found, RM test accuracy (``model``, and ``curated_model`` fit on all
+    curated labels when given), curated-label accuracy and its gain split, for one label set.
+
+    ``gt``: the ``GroundTruth`` (None: spend only); ``reward_diff(model, ids)``: r(A) − r(B).
+    """
+    out: dict = human_counts(origins, shard_ids, n_train)
+    if not gt:
+        return out
+    truth = gt.labels
+
+    def test_acc(m, against):
+        if not test_ids:
+            return None
+        from rayalign.rewards.base import preference_accuracy
+
+        return preference_accuracy(reward_diff(m, test_ids), [against[i] for i in test_ids])
+    if curated_model is not None:
+        out["rm_test_acc_curated"] = test_acc(curated_model, truth)
+    out.update(ground_truth=gt.tag, rm_test_acc=test_acc(model, truth), rm_test_acc_raw=test_acc(model, gt.raw),
+               curated_acc=accuracy(labels, truth, shard_ids), curated_acc_raw=accuracy(labels, gt.raw, shard_ids),
+               **errors_found(origins, base, truth, shard_ids), **gain_split(labels, origins, base, truth, shard_ids))
+    return out

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from rayalign.data.schema import PairwiseItem, other_label
 from rayalign.humans.base import HumanAnnotator
+from rayalign.rlthf.records import BaselineRow, IterationRow
 
 BASELINE_METHODS = ("ai_only", "random", "random_flips", "full_human")
 
@@ -70,3 +71,10 @@ def baseline_label_sets(methods: Sequence[str], *, shard_ids: Sequence[str], bas
                                   {**base_origins, **{i: "human" if i in answers else "human_nolabel"
                                                       for i in shard_ids}}, len(shard_ids)))
     return out
+
+
+def ai_only_row(it0: IterationRow) -> BaselineRow:
+    """The AI-only baseline: iteration 0's row. Iteration 0 trains on exactly the AI labels,
+    once each, as this baseline would, so a second fit could only give a second AI-only number."""
+    return BaselineRow(method="ai_only", flips=0, **it0.model_dump(
+        include=set(BaselineRow.model_fields) - {"kind", "method", "flips", "time"}))

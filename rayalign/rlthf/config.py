@@ -191,6 +191,10 @@ class RLTHFConfig(StrictModel):
         default=None, ge=0,
         description="human labels per round spent on a random sample of the flip candidates; None = auto: "
                     "a third of the budget with targeting error_model, 0 (unaudited, as the paper) with paper")
+    flip_window: float = Field(
+        default=2.0, gt=0.0,
+        description="targeting error_model: each round's flip candidates are at most this many budgets of the "
+                    "highest-P(wrong) pairs after the targeted batch (the audit samples exactly these)")
     flip_confidence: float = Field(
         default=0.95, gt=0.5, lt=1.0,
         description="flips need the audited candidates' one-sided Wilson lower bound at this confidence above 0.5, "

@@ -7,6 +7,8 @@ label: same ids, same order.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from rayalign.data.pairs import load_pair_items
@@ -26,3 +28,13 @@ def load_items(cfg: RLTHFConfig) -> tuple[list[PairwiseItem], dict[str, Any]]:
     report = items.report.to_dict()
     report["duplicates_dropped"] = report["notes"].pop("duplicates_dropped", 0)
     return list(items), report
+
+
+def known_pair_ids(items: list[PairwiseItem], load_report: Path, limit: int | None) -> set[str] | None:
+    """Every pair id a recorded verdict may name: the loaded pairs and those the loader dropped
+    (ties, empty answers: ``load_report.json``). None with ``data.limit``: the pairs past the
+    limit are real pairs too, so an id outside the set proves nothing (no unknown-id check)."""
+    if limit:
+        return None
+    report = json.loads(load_report.read_text()) if load_report.is_file() else {}
+    return {it.id for it in items} | set(report.get("dropped_pair_ids", []))

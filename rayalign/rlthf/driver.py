@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,17 @@ import numpy as np
 from rayalign.data.schema import PairwiseItem
 from rayalign.humans.base import HumanAnnotator
 from rayalign.humans.ledger import HumanLabelsPending, HumanLedger, ask_humans
-from rayalign.rewards.base import FitJob, fit_all, preference_accuracy, signed_margins
+from rayalign.rewards.base import FitJob, fit_all, signed_margins
 from rayalign.rewards.crossfit import cross_fit_plan
 from rayalign.rlthf import accounting as acc
-from rayalign.rlthf.baselines import baseline_label_sets
+from rayalign.rlthf.baselines import ai_only_row, baseline_label_sets
 from rayalign.rlthf.config import RLTHFConfig
-from rayalign.rlthf.corpus import load_items
+from rayalign.rlthf.corpus import known_pair_ids, load_items
 from rayalign.rlthf.curve import analyze_curve
 from rayalign.rlthf.final import final_labels, final_summary, write_final
 from rayalign.rlthf.ground_truth import GroundTruth, clean_ground_truth, load_ground_truth, save_ground_truth
 from rayalign.rlthf.error_model import FEATURES, ErrorModel, feature_rows, fit_error_model
-from rayalign.rlthf.labelling import collect_ai_labels, get_ai_labels
+from rayalign.rlthf.labelling import collect_all_judges
 from rayalign.rlthf.progress import format_baseline, format_iteration, pct
 from rayalign.rlthf.records import (BaselineRow, CurveRecord, ErrorModelRecord, IterationRow, MarginRow,
                                     SelectionRecord, latest, read_metrics, read_record, write_record)
@@ -100,10 +99,7 @@ class RLTHFLoop:
         self.train_items, self.test_items = train_test_split(self.items, cfg.data.test_fraction, seed=cfg.seed)
         self.shard_items = shard(self.train_items, cfg.data.shards, cfg.data.shard_index, seed=cfg.seed)
         self.shard_ids = [it.id for it in self.shard_items]
-        rp = run.file("data", "load_report.json")
-        report = json.loads(rp.read_text()) if rp.is_file() else {}
-        #: ids a recorded verdict may name: every pair, and those the loader dropped (ties...)
-        self.known_ids = set(self.by_id) | set(report.get("dropped_pair_ids", []))
+        self.known_ids = known_pair_ids(self.items, run.file("data", "load_report.json"), cfg.data.limit)
         log.info("data: %d pairs (%d train, %d test); loop shard %d/%d = %d pairs", len(self.items),
                  len(self.train_items), len(self.test_items), cfg.data.shard_index + 1, cfg.data.shards,
                  len(self.shard_items))
@@ -136,19 +132,9 @@ class RLTHFLoop:
         """The labeller's and every extra judge's verdicts (persisted, resumable), the per-pair
         signals built from them, and each pair's starting AI label."""
         cfg, truth = self.cfg, (self.gt.labels if self.gt else None)
-        started, cache = self.run.is_done("iter_00"), self.run.file("cache", "judgments.sqlite")
-        default = partial(get_ai_labels, known_ids=self.known_ids)
-        have, asked = collect_ai_labels(self.run.file("data", "ai_judgments.jsonl"), self.shard_items,
-                                        cfg.labeller, truth, cache,
-                                        self._labeller_fn or default,
-                                        loop_started=started)
-        extras = []
-        for name, src in zip(cfg.labeller.extra_names(), cfg.labeller.extra_judges):
-            got, n = collect_ai_labels(self.run.file("data", "extra_judgments", f"{name}.jsonl"), self.shard_items,
-                                       src, truth, cache, partial(get_ai_labels, known_ids=self.known_ids,
-                                                                  require_all=False), loop_started=started)
-            extras.append(got)
-            asked += n
+        have, extras, asked = collect_all_judges(
+            self.run.sub("data"), self.shard_items, cfg.labeller, truth, self.run.file("cache", "judgments.sqlite"),
+            known_ids=self.known_ids, loop_started=self.run.is_done("iter_00"), labeller_fn=self._labeller_fn)
         self.judgments = have
         self.signals: dict[str, PairSignals] = all_signals(self.shard_items, have, extras)
         start = {i: starting_label(self.signals[i]) for i in self.shard_ids}
@@ -207,28 +193,13 @@ class RLTHFLoop:
 
     def _measure(self, labels: dict[str, str], origins: dict[str, str], model,
                  curated_rm: bool = False) -> dict[str, Any]:
-        """Spend, judge errors found, RM test accuracy, curated-label accuracy and its gain split,
-        for any label set; ``curated_rm`` also fits an RM on the whole curated set (the
-        baselines' protocol) so RLTHF's test accuracy compares with theirs like for like."""
-        out: dict[str, Any] = acc.human_counts(origins, self.shard_ids, len(self.train_items))
-        if not self.gt:
-            return out
-        truth = self.gt.labels
-        test_ids = [it.id for it in self.test_items]
-
-        def test_acc(m, against):
-            return preference_accuracy(self.backend.reward_diff(m, self.test_items),
-                                       [against[i] for i in test_ids]) if test_ids else None
-        if curated_rm and test_ids:
-            whole = self._fit([(i, labels[i], 1.0) for i in self.shard_ids], None)
-            out["rm_test_acc_curated"] = test_acc(whole, truth)
-        out.update(ground_truth=self.gt.tag, rm_test_acc=test_acc(model, truth),
-                   rm_test_acc_raw=test_acc(model, self.gt.raw),
-                   curated_acc=acc.accuracy(labels, truth, self.shard_ids),
-                   curated_acc_raw=acc.accuracy(labels, self.gt.raw, self.shard_ids),
-                   **acc.errors_found(origins, self.base.labels, truth, self.shard_ids),
-                   **acc.gain_split(labels, origins, self.base.labels, truth, self.shard_ids))
-        return out
+        """``accounting.measure`` for any label set; ``curated_rm`` also fits an RM on the
+        whole curated set (the baselines' protocol), so RLTHF's test accuracy compares with
+        theirs like for like."""
+        whole = self._fit([(i, labels[i], 1.0) for i in self.shard_ids], None) if curated_rm and self.gt else None
+        return acc.measure(labels, origins, self.base.labels, self.gt, self.shard_ids, len(self.train_items),
+                           lambda m, ids: self.backend.reward_diff(m, [self.by_id[i] for i in ids]),
+                           [it.id for it in self.test_items], model, whole)
 
     # ------------------------------------------------------------------ one iteration
     def _error_model(self, k: int, it_dir: Path, state: LoopState,
@@ -242,10 +213,9 @@ class RLTHFLoop:
         path = it_dir / "error_model.json"
         rec = read_record(path, ErrorModelRecord)
         if rec is None:
-            budget = round_budget(cfg.human_budget_pct, len(ids))
             em = fit_error_model(x[pool], [h["x"] for h in state.history], [int(h["wrong"]) for h in state.history],
-                                 prior_error_rate=cfg.error_model.prior_error_rate,
-                                 prior_weight=cfg.error_model.prior_weight * budget, c=cfg.error_model.c)
+                                 prior_error_rate=cfg.error_model.prior_error_rate, c=cfg.error_model.c,
+                                 prior_weight=cfg.error_model.prior_weight * round_budget(cfg.human_budget_pct, len(ids)))
             rec = ErrorModelRecord(iteration=k, model=em.to_json(), features=list(FEATURES), pool=len(pool),
                                    mean_p_wrong=float(em.predict(x[pool]).mean()) if pool else None)
             write_record(path, rec)
@@ -270,7 +240,7 @@ class RLTHFLoop:
                       spot_check=cfg.eyes_off_spot_check, apply_flips=cfg.apply_flips, seed=cfg.seed)
         if cfg.targeting == "error_model":
             plan = plan_error_round(order, state, p_wrong, features, random_share=cfg.error_model.random_share,
-                                    **common)
+                                    flip_window=max(1, round(cfg.flip_window * budget)), **common)
         else:
             plan = plan_round(order, curve, state, backoff_schedule=cfg.backoff_schedule,
                               backoff_after=cfg.backoff_after, **common)
@@ -360,12 +330,9 @@ class RLTHFLoop:
             for b in sets])
         rows = [BaselineRow(method=b.method, flips=b.flips, **self._measure(b.labels, b.origins, model))
                 for b, model in zip(sets, models)]
-        if "ai_only" in cfg.baselines:
-            # One AI-only number: iteration 0 trains on exactly the AI labels (weight 1), as
-            # this baseline would, so the baseline is that row rather than a second fit.
-            it0 = next(r for r in latest(read_metrics(self.run.metrics_path), IterationRow) if r.iteration == 0)
-            rows.insert(0, BaselineRow(method="ai_only", flips=0, **it0.model_dump(
-                include=set(BaselineRow.model_fields) - {"kind", "method", "flips", "time"})))
+        if "ai_only" in cfg.baselines:  # one AI-only number: iteration 0's (``ai_only_row``)
+            rows.insert(0, ai_only_row(next(r for r in latest(read_metrics(self.run.metrics_path), IterationRow)
+                                            if r.iteration == 0)))
         for row in rows:
             self.run.log_metrics(**row.to_json())
             log.info("%s", format_baseline(row))
@@ -426,4 +393,6 @@ class RLTHFLoop:
                 "ground_truth": self.gt.tag if self.gt else None,
                 "simulated_labeller": self.simulated_labeller,
                 "simulated_human": self.cfg.human.kind == "simulated",
-                "recorded_human": self.cfg.human.mode if self.cfg.human.kind == "recorded" else None}
+                "recorded_human": self.cfg.human.mode if self.cfg.human.kind == "recorded" else None,
+                "flip_gates": [f"flips, iteration {r.iteration}: {r.flip_candidates} candidates, {r.flip_gate}"
+                               for r in iters if r.flip_candidates and r.flip_gate]}

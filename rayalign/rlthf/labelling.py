@@ -10,6 +10,7 @@ have no row yet.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -18,12 +19,12 @@ from rayalign.data.schema import Judgment, Label, PairwiseItem, response_key
 from rayalign.feedback.replay import load_replay
 from rayalign.feedback.simulated import SimulatedLabeller
 from rayalign.feedback.config import JudgeConfig
-from rayalign.rlthf.config import JudgeSource
+from rayalign.rlthf.config import JudgeSource, LabellerConfig
 from rayalign.runs import read_jsonl, write_jsonl
 
 log = logging.getLogger("rayalign.rlthf")
 
-__all__ = ["collect_ai_labels", "get_ai_labels", "label_with_judge", "load_replay"]
+__all__ = ["collect_ai_labels", "collect_all_judges", "get_ai_labels", "label_with_judge", "load_replay"]
 
 
 def label_with_judge(judge_cfg: JudgeConfig, items: Sequence[PairwiseItem], cache_path: Path) -> list[Judgment]:
@@ -79,3 +80,24 @@ def collect_ai_labels(path: Path, shard_items: Sequence[PairwiseItem], cfg: Judg
             have[j.item_id] = j
         write_jsonl(path, [have[it.id] for it in shard_items if it.id in have])
     return have, len(todo)
+
+
+def collect_all_judges(data_dir: Path, shard_items: Sequence[PairwiseItem], cfg: LabellerConfig,
+                       truth: dict[str, Label] | None, cache_path: Path, *, known_ids: set[str] | None,
+                       loop_started: bool, labeller_fn=None) -> tuple[dict[str, Judgment], list[dict[str, Judgment]], int]:
+    """The labeller's judgments (``ai_judgments.jsonl``) and each extra judge's
+    (``extra_judgments/<name>.jsonl``) under ``data_dir``, and how many were asked now.
+
+    An extra judge may cover only some pairs (its other pairs are abstentions, not errors).
+    """
+    primary, asked = collect_ai_labels(data_dir / "ai_judgments.jsonl", shard_items, cfg, truth, cache_path,
+                                       labeller_fn or partial(get_ai_labels, known_ids=known_ids),
+                                       loop_started=loop_started)
+    extras = []
+    for name, src in zip(cfg.extra_names(), cfg.extra_judges):
+        got, n = collect_ai_labels(data_dir / "extra_judgments" / f"{name}.jsonl", shard_items, src, truth,
+                                   cache_path, partial(get_ai_labels, known_ids=known_ids, require_all=False),
+                                   loop_started=loop_started)
+        extras.append(got)
+        asked += n
+    return primary, extras, asked

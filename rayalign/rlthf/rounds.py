@@ -43,7 +43,7 @@ class LoopState:
     train: list[tuple[str, str, float]]
     #: one row per A/B answer: {id, part (why asked), x (features when asked), wrong}
     history: list[dict] = field(default_factory=list)
-    #: audited flip candidates answered so far: [id, people agreed with the flip]
+    #: audited flip candidates answered so far: [id, people agreed with the flip] (the record)
     audits: list[tuple[str, bool]] = field(default_factory=list)
 
     def human_ids(self) -> set[str]:
@@ -129,7 +129,8 @@ def plan_round(order: Sequence[str], curve: CurveAnalysis, state: LoopState, *, 
 
 def plan_error_round(order: Sequence[str], state: LoopState, p_wrong: dict[str, float],
                      features: dict[str, list[float]], *, iteration: int, budget: int, random_share: float,
-                     flip_audit: int, spot_check: int, apply_flips: bool, seed: int) -> RoundPlan:
+                     flip_audit: int, spot_check: int, apply_flips: bool, seed: int,
+                     flip_window: int | None = None) -> RoundPlan:
     """The error model's round: a random share, audited flip candidates and the unseen pairs
     with the highest P(wrong) (``rlthf.targeting``), the eyes-off spot check from the top of
     the curve, all from one budget.
@@ -145,7 +146,8 @@ def plan_error_round(order: Sequence[str], state: LoopState, p_wrong: dict[str, 
     spot = [i for i in order if i not in already][:min(spot_check, budget)]
     pool = [i for i in order if i not in already and i not in set(spot)]
     tb = plan_targeted(pool, p_wrong, budget=budget - len(spot), random_share=random_share,
-                       flip_audit=flip_audit if apply_flips else 0, seed=f"target:{seed}:{iteration}")
+                       flip_audit=flip_audit if apply_flips else 0, seed=f"target:{seed}:{iteration}",
+                       flip_window=flip_window)
     sel = Selection(flips=tb.flip_candidates, human_batch=tb.targeted, trusted=list(order), trusted_cut=len(order))
     asked = tb.random_share + tb.targeted + tb.audit + spot
     return RoundPlan(selection=sel, audit=tb.audit, spot_check=spot, budget=budget, backoff=beta,
@@ -172,14 +174,15 @@ def apply_round(state: LoopState, plan: RoundPlan, asked: dict[str, Label | None
     and build the next training set and the error model's next training rows.
 
     ``asked`` maps every pair shown to people to their A/B answer or None (tie/skip). The
-    gate pools the audit answers of every round so far (``rlthf.targeting.flip_gate``);
-    error-model targeting needs audit evidence, the paper's policy flips unaudited when
-    ``flip_audit`` is 0.
+    gate reads this round's audit answers, a random sample of exactly the flips it decides
+    on (``rlthf.targeting.flip_gate``); error-model targeting needs that evidence, the
+    paper's policy flips unaudited when ``flip_audit`` is 0.
     """
     answers: dict[str, Label] = {i: a for i, a in asked.items() if a in ("A", "B")}
     precision = audit_precision(plan.audit, state.labels, answers)
-    audits = state.audits + [(i, answers[i] == other_label(state.labels[i])) for i in plan.audit if i in answers]
-    gate = flip_gate(len(plan.selection.flips), sum(ok for _, ok in audits), len(audits),
+    now = [(i, answers[i] == other_label(state.labels[i])) for i in plan.audit if i in answers]
+    audits = state.audits + now
+    gate = flip_gate(len(plan.selection.flips), sum(ok for _, ok in now), len(now),
                      confidence=flip_confidence, require_audit=plan.targeting == "error_model",
                      rm_ok=plan.rm_ok, rm_note=plan.rm_note) if apply_flips else None
     vetoed = bool(gate and plan.selection.flips and not gate.apply)
